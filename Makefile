@@ -1,0 +1,28 @@
+# Two entry points, both doing all set-up from a bare python3:
+#   make demo  - create .venv, install maskcli, run the pipeline on sample_data/
+#   make test  - same set-up, then the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@echo "== maskcli pad sample_data/keras_guide.jsonl --padding post" >&2
+	$(BIN)/maskcli pad sample_data/keras_guide.jsonl --padding post
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_pad.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,228 @@
+"""Reading already padded arrays: the inputs of inspect-mask and audit-loss.
+
+Accepted: an npz written by ``maskcli pad`` (``inputs``, ``mask``, ``lengths``,
+``meta``; also ``targets`` when reading targets), an npy, a jsonl with one
+padded array per line, or a csv/tsv with one padded row per line. Standard
+input is sniffed: npy starts with ``\\x93NUMPY``, npz with ``PK``.
+
+Nothing is ever unpickled: every ``np.load`` has ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from maskcli.errors import InputError, UsageError, where
+from maskcli.files import STDIN, open_source
+
+FORMATS = ("auto", "npz", "npy", "jsonl", "csv", "tsv")
+_EXTENSIONS = {".npz": "npz", ".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl",
+               ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+# The keys of the JSON string stored as ``meta`` in an npz from ``maskcli pad``.
+META_KEYS = ("padding", "truncating", "value", "maxlen", "dtype")
+
+
+@dataclass
+class Padded:
+    """Padded data as read from a file. ``mask`` is True at real steps."""
+
+    inputs: np.ndarray
+    source: str
+    mask: np.ndarray | None = None
+    lengths: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # other npz arrays, e.g. targets
+
+    @property
+    def pad_value(self):
+        """The pad value recorded by ``maskcli pad``, or None."""
+        return self.meta.get("value")
+
+
+def read_bytes(path: str = STDIN) -> tuple[str, bytes]:
+    with open_source(path) as src:
+        return src.name, src.stream.read()
+
+
+def sniff_format(path: str, data: bytes) -> str:
+    """The format of ``data``: by the file extension, else by its first bytes."""
+    ext = Path(path).suffix.lower() if path != STDIN else ""
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    if data.startswith(b"\x93NUMPY"):
+        return "npy"
+    if data.startswith(b"PK"):
+        return "npz"
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head in (b"[", b"{"):
+        return "jsonl"
+    return "tsv" if b"\t" in data[:4096] else "csv"
+
+
+def load_padded(path: str = STDIN, fmt: str = "auto") -> Padded:
+    """Read padded inputs (plus mask/lengths/meta from an npz)."""
+    name, data = read_bytes(path)
+    fmt = sniff_format(path, data) if fmt == "auto" else fmt
+    if not data:
+        raise InputError(f"{name} is empty: give padded data, e.g. from 'maskcli pad -o x.npz'")
+    if fmt == "npz":
+        arrays = _load_npz(name, data)
+        if "inputs" not in arrays:
+            raise InputError(
+                f"{name} has no 'inputs' array (it has: {', '.join(sorted(arrays)) or 'none'}): "
+                "write it with 'maskcli pad -o FILE.npz'")
+        inputs = arrays.pop("inputs")
+        mask = arrays.pop("mask", None)
+        lengths = arrays.pop("lengths", None)
+        meta = _parse_meta(name, arrays.pop("meta", None))
+        if mask is not None:
+            mask = _check_mask(name, mask, inputs)
+        return Padded(inputs, name, mask, lengths, meta, arrays)
+    return Padded(_load_dense(name, data, fmt), name)
+
+
+def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarray:
+    """Read one array (targets, or a mask) from npy, npz (``key``), jsonl or csv."""
+    name, data = read_bytes(path)
+    if not data:
+        raise InputError(f"{name} is empty: give an npy, npz, jsonl or csv file")
+    fmt = sniff_format(path, data) if fmt == "auto" else fmt
+    if fmt != "npz":
+        return _load_dense(name, data, fmt)
+    arrays = _load_npz(name, data)
+    if key in arrays:
+        return arrays[key]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise InputError(f"{name} has no '{key}' array (it has: {', '.join(sorted(arrays))}): "
+                     f"save the array under the name '{key}'")
+
+
+def _check_mask(name: str, mask: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    if mask.shape != inputs.shape[:2] and mask.shape != inputs.shape:
+        raise InputError(f"{name}: mask shape {mask.shape} does not fit inputs shape "
+                         f"{inputs.shape}: expected {inputs.shape[:2]}")
+    if mask.dtype != bool:
+        if not np.isin(mask, (0, 1)).all():
+            raise InputError(f"{name}: mask holds values other than 0/1 or True/False: "
+                             "give a boolean mask with True = real step")
+        mask = mask.astype(bool)
+    return mask
+
+
+def _load_npy(name: str, data: bytes) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise InputError(f"{name} holds pickled Python objects, which maskcli never loads: "
+                             "save a numeric or string array instead") from None
+        raise InputError(f"{name} is not a valid npy file ({exc}): re-save it with np.save") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{name} is not a valid npy file, it may be truncated ({exc}): "
+                         "re-save it with np.save") from None
+
+
+def _load_npz(name: str, data: bytes) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise InputError(f"{name} holds pickled Python objects, which maskcli never loads: "
+                             "save numeric or string arrays instead") from None
+        raise InputError(f"{name} is not a valid npz file ({exc}): re-save it with np.savez") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(f"{name} is not a valid npz file, it may be truncated ({exc}): "
+                         "re-save it with np.savez or 'maskcli pad -o FILE.npz'") from None
+
+
+def _parse_meta(name: str, meta: np.ndarray | None) -> dict:
+    if meta is None:
+        return {}
+    try:
+        parsed = json.loads(str(meta[()]))
+    except (ValueError, TypeError, IndexError):
+        raise InputError(f"{name}: 'meta' is not a JSON string: write the file with 'maskcli pad'") from None
+    if not isinstance(parsed, dict):
+        raise InputError(f"{name}: 'meta' is not a JSON object: write the file with 'maskcli pad'")
+    return parsed
+
+
+def _load_dense(name: str, data: bytes, fmt: str) -> np.ndarray:
+    if fmt == "npy":
+        return _load_npy(name, data)
+    if fmt not in ("jsonl", "csv", "tsv"):
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"{where(name, line)}: not UTF-8 text: convert it to UTF-8, "
+                         "or give an npy/npz file") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        rows.append((number, _parse_row(name, number, line, fmt)))
+    if not rows:
+        raise InputError(f"{name} holds no rows: give padded data, one sequence per line")
+    first_line, first = rows[0]
+    for number, row in rows:
+        if row.shape != first.shape:
+            raise InputError(
+                f"{where(name, number)}: row shape {row.shape} differs from line {first_line}'s "
+                f"{first.shape}: the data is not padded; pad it first with 'maskcli pad'")
+    return np.stack([row for _, row in rows])
+
+
+def _parse_row(name: str, number: int, line: str, fmt: str) -> np.ndarray:
+    if fmt == "jsonl":
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where(name, number)}: malformed JSON ({exc.msg}, column {exc.colno}): "
+                             "fix the line; each line must be one JSON array") from None
+        if not isinstance(value, list):
+            raise InputError(f"{where(name, number)}: expected a JSON array, got "
+                             f"{type(value).__name__}: write one padded array per line")
+    else:
+        sep = "\t" if fmt == "tsv" else ","
+        value = [cell.strip() for cell in line.split(sep)]
+        try:
+            value = [float(cell) if not _is_int(cell) else int(cell) for cell in value]
+        except ValueError:
+            bad = next(c for c in value if not _is_number(c))
+            raise InputError(f"{where(name, number)}: {bad!r} is not a number: "
+                             f"{fmt} input must hold numbers only, no header") from None
+    try:
+        row = np.array(value)
+    except ValueError:
+        raise InputError(f"{where(name, number)}: ragged row (steps of different sizes): "
+                         "give every step the same number of features") from None
+    if row.dtype.kind not in "biuf":
+        raise InputError(f"{where(name, number)}: expected numbers, got {row.dtype} values: "
+                         "map tokens to ids first with 'maskcli pad --vocab'")
+    return row
+
+
+def _is_int(cell: str) -> bool:
+    try:
+        int(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False

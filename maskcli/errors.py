@@ -1,0 +1,39 @@
+"""Domain exceptions. The CLI turns each into one ``Error:`` line and exit 2.
+
+Messages are written for the user: they name the place (file, line,
+sequence, step) and end with the fix.
+"""
+
+
+class MaskcliError(ValueError):
+    """A problem with what the user gave maskcli (exit status 2)."""
+
+    exit_code = 2
+
+
+class InputError(MaskcliError):
+    """The input data cannot be used: unreadable, malformed, inconsistent."""
+
+
+class UsageError(MaskcliError):
+    """Options that cannot work together, or a value out of range."""
+
+
+class ModelError(MaskcliError):
+    """A model that cannot be loaded, built or run on the data."""
+
+
+def where(source: str, line: int | None = None, sequence: int | None = None,
+          step: int | None = None) -> str:
+    """Format a location such as ``data.jsonl, line 4 (sequence 3, step 2)``."""
+    place = source
+    if line is not None:
+        place += f", line {line}"
+    inner = []
+    if sequence is not None:
+        inner.append(f"sequence {sequence}")
+    if step is not None:
+        inner.append(f"step {step}")
+    if inner:
+        place += f" ({', '.join(inner)})"
+    return place

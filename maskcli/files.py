@@ -1,0 +1,109 @@
+"""Opening inputs and writing outputs safely.
+
+Inputs: a path or ``-`` for standard input, read as bytes.
+Outputs: written to a temporary file in the destination folder and renamed
+into place only on success, so an error or Ctrl-C never leaves half a file,
+and never written over the command's own input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from maskcli.errors import InputError, UsageError
+
+STDIN = "-"
+
+
+@dataclass
+class Source:
+    """An opened input: ``name`` is what messages call it."""
+
+    name: str
+    stream: BinaryIO
+    path: Path | None  # None for standard input
+    size: int | None  # bytes, when known (regular files only)
+
+
+def display_name(path: str) -> str:
+    return "<stdin>" if path == STDIN else path
+
+
+@contextlib.contextmanager
+def open_source(path: str | os.PathLike = STDIN) -> Iterator[Source]:
+    """Open ``path`` (or standard input for ``-``) for binary reading.
+
+    Raises InputError for a missing file, a directory or an unreadable file.
+    """
+    path = os.fspath(path)
+    if path == STDIN:
+        yield Source("<stdin>", sys.stdin.buffer, None, None)
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{path} is a directory: give a file, or '-' to read standard input")
+    try:
+        stream = open(p, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file: check the path") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied: make the file readable (chmod +r)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror}): check the path") from None
+    with stream:
+        size = os.fstat(stream.fileno()).st_size if p.is_file() else None
+        yield Source(path, stream, p, size)
+
+
+def refuse_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Raise UsageError if ``output`` is the same file as one of ``inputs``."""
+    out = Path(output)
+    if not out.exists():
+        return
+    for inp in inputs:
+        if inp is None or os.fspath(inp) == STDIN:
+            continue
+        with contextlib.suppress(OSError):
+            if out.samefile(inp):
+                raise UsageError(
+                    f"-o {output} is the input file itself: write to another path")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes ``path`` only if the block succeeds.
+
+    The temporary file lives in the same folder (so the rename is atomic) and
+    is removed on any exception, KeyboardInterrupt included.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"-o {path} is a directory: give a file name")
+    if not folder.is_dir():
+        raise UsageError(f"-o {path}: folder {folder} does not exist: create it first")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    except PermissionError:
+        raise UsageError(f"-o {path}: cannot write in {folder}: permission denied") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; match a normal file
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -1,0 +1,190 @@
+"""Keras models: the lazy TensorFlow import, safe loading of a user's model,
+user code imports, and the small built-in architectures.
+
+This is the only module that imports TensorFlow/Keras, and only inside
+functions: ``maskcli --help``, ``pad`` and ``inspect-mask`` never load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from maskcli.errors import ModelError, UsageError
+
+# name -> (what it is, input rank it takes: 2 = token ids, 3 = feature vectors)
+ARCHS = {
+    "embedding-lstm": ("Embedding(mask_zero) -> LSTM(return_sequences) -> Dense", 2),
+    "embedding-gru": ("Embedding(mask_zero) -> GRU(return_sequences) -> Dense", 2),
+    "embedding-dense": ("Embedding(mask_zero) -> Dense(relu) -> Dense", 2),
+    "embedding-conv": ("Embedding(mask_zero) -> Conv1D -> Dense; Conv1D drops the mask: "
+                       "a deliberate leak, for demonstration", 2),
+    "masking-lstm": ("Masking(pad value) -> LSTM(return_sequences) -> Dense", 3),
+}
+
+
+def default_arch(inputs: np.ndarray) -> str:
+    return "masking-lstm" if inputs.ndim >= 3 else "embedding-lstm"
+
+
+def import_keras(verbose: bool = False):
+    """Import TensorFlow and Keras once, silencing their log noise unless ``verbose``."""
+    if "keras" not in sys.modules or "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # run-to-run identical sums
+        if verbose:
+            import tensorflow  # noqa: F401  (the backend Keras runs on)
+        else:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            # TensorFlow's C++ side logs to fd 2 before any setting applies
+            # ("All log messages before absl::InitializeLog()..."): mute the fd.
+            with _stderr_fd_silenced():
+                import tensorflow  # noqa: F401
+    import keras
+
+    if not verbose:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module="keras")
+        warnings.filterwarnings("ignore", module="tensorflow")
+    return keras
+
+
+def versions() -> dict:
+    """Versions of keras and tensorflow (imports them)."""
+    keras = import_keras()
+    import tensorflow as tf
+
+    return {"keras": keras.__version__, "tensorflow": tf.__version__}
+
+
+def import_user_code(paths: list[str] | tuple[str, ...]) -> None:
+    """Import each Python file or module named in ``paths``.
+
+    This runs the user's own code, at the user's explicit request (``--import``),
+    so that custom layers, losses and metrics are registered before loading.
+    """
+    for spec_text in paths:
+        path = Path(spec_text)
+        try:
+            if path.suffix == ".py" or path.exists():
+                if not path.is_file():
+                    raise ModelError(f"--import {spec_text}: no such file: check the path")
+                name = f"maskcli_user_{path.stem}"
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(spec_text)
+        except ModelError:
+            raise
+        except ModuleNotFoundError as exc:
+            raise ModelError(f"--import {spec_text}: module not found ({exc.name}): "
+                             "give a .py file path or an importable module name") from None
+        except Exception as exc:  # the user's code may raise anything
+            raise ModelError(f"--import {spec_text}: importing it failed: "
+                             f"{type(exc).__name__}: {exc}: fix the module") from None
+
+
+def load_model(path: str, unsafe: bool = False, verbose: bool = False):
+    """Load a saved ``.keras`` model with Keras' safe mode.
+
+    Safe mode refuses a model whose loading would run deserialized code (a
+    Lambda layer's bytecode); ``unsafe=True`` loads it anyway, for trusted files.
+    """
+    p = Path(path)
+    if not p.is_file():
+        what = "is a directory" if p.is_dir() else "no such file"
+        raise ModelError(f"--model {path}: {what}: give a saved .keras model file")
+    if p.suffix not in (".keras", ".h5", ".hdf5"):
+        raise ModelError(f"--model {path}: not a .keras file: save the model with "
+                         "model.save('model.keras')")
+    keras = import_keras(verbose)
+    try:
+        return keras.saving.load_model(p, safe_mode=not unsafe)
+    except Exception as exc:  # Keras raises many kinds for a bad file
+        text = str(exc)
+        if "safe_mode" in text or "unsafe" in text.lower() and "deserializ" in text.lower():
+            raise ModelError(
+                f"--model {path}: refused: loading it would run code stored in the file "
+                "(e.g. a Lambda layer's bytecode); if you trust the file, pass --unsafe") from None
+        if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
+            raise ModelError(
+                f"--model {path}: it uses a custom class Keras does not know ({_first_line(text)}): "
+                "pass --import FILE.py with the code that registers it "
+                "(keras.saving.register_keras_serializable)") from None
+        raise ModelError(f"--model {path}: not a loadable Keras model ({_first_line(text)}): "
+                         "give a file saved with model.save('model.keras')") from None
+
+
+def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
+               pad_value=0, out_units: int = 1, out_activation: str | None = None,
+               verbose: bool = False):
+    """Build built-in model ``name`` for ``inputs``, with weights from ``seed``.
+
+    The time axis is left free (shape ``(None, ...)``) so the same model can run
+    a sequence alone or with extra padding. Embedding models take ids below
+    ``max(inputs) + 1``; ``pad_value`` sets the Masking layer's mask_value.
+    """
+    if name not in ARCHS:
+        raise UsageError(f"unknown --arch {name!r}: use one of {', '.join(ARCHS)}")
+    rank = ARCHS[name][1]
+    if inputs.ndim != rank:
+        kind = "2-D token ids" if rank == 2 else "3-D feature vectors"
+        other = "masking-lstm" if rank == 2 else "embedding-lstm"
+        raise UsageError(f"--arch {name} takes {kind}, the data has shape {inputs.shape}: "
+                         f"use --arch {other}")
+    if units < 1:
+        raise UsageError(f"--units must be at least 1, got {units}")
+    keras = import_keras(verbose)
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    if rank == 2:
+        if inputs.dtype.kind not in "iu":
+            raise UsageError(f"--arch {name} needs integer token ids, the data is {inputs.dtype}: "
+                             "map tokens with 'maskcli pad --vocab', or use --arch masking-lstm")
+        if inputs.size and inputs.min() < 0:
+            raise UsageError(f"--arch {name} needs token ids >= 0, the data has {inputs.min()}")
+        vocab = int(inputs.max()) + 1 if inputs.size else 2
+        x_in = keras.Input(shape=(None,), dtype="int32", name="tokens")
+        x = layers.Embedding(max(vocab, 2), units, mask_zero=True, name="embedding")(x_in)
+    else:
+        x_in = keras.Input(shape=(None, inputs.shape[-1]), name="features")
+        x = layers.Masking(mask_value=float(pad_value), name="masking")(x_in)
+    if name in ("embedding-lstm", "masking-lstm"):
+        x = layers.LSTM(units, return_sequences=True, name="lstm")(x)
+    elif name == "embedding-gru":
+        x = layers.GRU(units, return_sequences=True, name="gru")(x)
+    elif name == "embedding-dense":
+        x = layers.Dense(units, activation="relu", name="hidden")(x)
+    elif name == "embedding-conv":
+        x = layers.Conv1D(units, 3, padding="same", name="conv1d")(x)
+    out = layers.Dense(out_units, activation=out_activation, name="output")(x)
+    return keras.Model(x_in, out, name=name)
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return line[:200]

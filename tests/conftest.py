@@ -1,0 +1,48 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import os
+
+# Keep TensorFlow quiet and deterministic in every test that loads it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import pytest
+from click.testing import CliRunner
+
+from maskcli.cli import main
+
+
+def invoke(args, input=None, exit_code=0, env=None):
+    """Run the CLI in-process and assert its exit status, showing everything on failure.
+
+    ``result.stdout`` is standard output alone (data); ``result.stderr`` the messages.
+    """
+    runner = CliRunner()
+    result = runner.invoke(main, [str(a) for a in args], input=input, env=env,
+                           catch_exceptions=True)
+    if result.exit_code != exit_code:
+        exc = result.exc_info
+        tb = ""
+        if exc and not isinstance(exc[1], SystemExit):
+            import traceback
+            tb = "".join(traceback.format_exception(*exc))
+        raise AssertionError(
+            f"maskcli {' '.join(map(str, args))}: exit {result.exit_code}, expected {exit_code}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n{tb}")
+    if exit_code == 2:
+        assert_clean_error(result.stderr)
+    return result
+
+
+def assert_clean_error(stderr: str) -> None:
+    """An error is one ``Error:`` line and never a traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, f"expected one Error: line, got:\n{stderr}"
+
+
+@pytest.fixture
+def cli():
+    return invoke

@@ -1,0 +1,36 @@
+"""Package-level contracts: version, entry points, fast start."""
+
+import subprocess
+import sys
+
+import maskcli
+from tests.conftest import invoke
+
+
+def test_version_matches_package():
+    result = invoke(["--version"])
+    assert result.stdout.strip() == f"maskcli, version {maskcli.__version__}"
+
+
+def test_python_dash_m_runs_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "maskcli", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: maskcli" in proc.stdout
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom maskcli.cli import main\n"
+            "r = CliRunner().invoke(main, ['--help'])\nassert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_core_imports_neither_click_nor_rich():
+    code = ("import sys\nimport maskcli, maskcli.masks, maskcli.arrays, maskcli.files, maskcli.models\n"
+            "print(sorted(m for m in ('click', 'rich', 'tensorflow', 'keras') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
