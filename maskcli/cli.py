@@ -94,9 +94,9 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
     pre-padding-rnn, mixed-padding-sides, mask-mismatch (see the README).
     """
-    stdout = click.get_binary_stream("stdout")
-    fmt = fmt or ("table" if stdout.isatty() else "json")
-    if fmt == "npy" and stdout.isatty():
+    terminal = sys.stdout.isatty()
+    fmt = fmt or ("table" if terminal else "json")
+    if fmt == "npy" and terminal:
         raise UsageError("--format npy writes binary data: redirect standard output "
                          "(> mask.npy) or use -o mask.npy")
     targets = [path for path in (output, svg) if path]
@@ -113,8 +113,8 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     if fmt == "npy":
         buffer = io.BytesIO()
         np.save(buffer, written)
-        stdout.write(buffer.getvalue())
-        stdout.flush()
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
     elif fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))
     if fmt == "table" or svg:
