@@ -116,7 +116,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         sys.stdout.buffer.write(buffer.getvalue())
         sys.stdout.buffer.flush()
     elif fmt == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps(report.to_dict()))
     if fmt == "table" or svg:
         from maskcli import render
 

@@ -537,3 +537,25 @@ def test_with_polarity_refuses_an_unknown_polarity():
 
     with pytest.raises(UsageError, match="unknown polarity 'pytorch': use one of keep, ignore"):
         with_polarity(np.array([True]), "pytorch")
+
+
+def test_readme_documents_the_command_its_options_and_every_diagnostic():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    section = readme.split("## maskcli inspect-mask", 1)[1].split("\n## ", 1)[0]
+    for option in ("--mode", "--mask-value", "--format", "-o FILE", "--polarity", "--as-int",
+                   "--rows", "--strict", "--svg"):
+        assert option in section, option
+    for diagnostic in DIAGNOSTICS:
+        assert f"| `{diagnostic}` |" in section, diagnostic
+
+
+def test_readme_example_display_is_what_the_command_prints():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        section = handle.read().split("## maskcli inspect-mask", 1)[1]
+    example = section.split("### Example", 1)[1]
+    data = example.split("printf '", 1)[1].split("'", 1)[0].replace("\\n", "\n")
+    shown = example.split("```text\n", 1)[1].split("```", 1)[0]
+    result = invoke(["inspect-mask", "--format", "table"], input=data, env={"COLUMNS": "92"})
+    printed = "\n".join(line.rstrip() for line in result.stdout.splitlines()) + "\n"
+    assert printed == shown.replace("padded.jsonl  ", "<stdin>  ", 1)
