@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskcli.arrays import Padded, load_padded
-from maskcli.errors import InputError, MaskcliError
+from maskcli.errors import InputError, MaskcliError, UsageError
 from maskcli.masks import compute_mask, default_mode, parse_value, step_mask
 
 # Stable ids, in the order they are reported.
@@ -134,8 +134,7 @@ def inspect_mask(data, *, mode: str | None = None, mask_value=None,
             "pad the sequences first with 'maskcli pad'")
     if inputs.shape[0] == 0:
         raise InputError(f"{padded.source} holds no sequences: give at least one padded sequence")
-    value = _resolve_value(mask_value if mask_value is not None else padded.pad_value, inputs,
-                           padded.source)
+    value = _resolve_value(mask_value, padded.pad_value, inputs, padded.source)
     value_mode = mode or default_mode(inputs)
     value_mask = compute_mask(inputs, value_mode, value)
     recorded = padded.mask
@@ -178,19 +177,24 @@ def _as_padded(data, mask) -> Padded:
     return padded
 
 
-def _resolve_value(value, inputs: np.ndarray, source: str):
-    """The mask value as a number (or a string, for string data)."""
+def _resolve_value(given, recorded, inputs: np.ndarray, source: str):
+    """The mask value: given (``--mask-value``), else recorded in the npz
+    meta, else 0; a number, or a string for string data."""
+    value = given if given is not None else recorded
     if value is None:
         return 0
     if inputs.dtype.kind in "US":
         return str(value)
-    if isinstance(value, str):
-        try:
-            return parse_value(value)
-        except MaskcliError:
-            raise InputError(f"{source}: mask value {value!r} is not a number: "
-                             "give --mask-value, e.g. --mask-value 0") from None
-    return value
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_value(value)
+    except MaskcliError:
+        if given is not None:
+            raise UsageError(f"--mask-value {value!r} is not a number: "
+                             "give a value such as 0, -1 or nan") from None
+        raise InputError(f"{source}: the pad value {value!r} in 'meta' is not a number: "
+                         "give the mask value with --mask-value") from None
 
 
 # --- where the padding sits -------------------------------------------------

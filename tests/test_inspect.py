@@ -442,7 +442,8 @@ def svg_text(path) -> str:
 
 @pytest.mark.parametrize("args, payload, expected", [
     (["missing.npz"], None, "no such file"),
-    (["--mask-value", "abc"], npy_bytes(POST), "'abc' is not a number"),
+    (["--mask-value", "abc"], npy_bytes(POST), "--mask-value 'abc' is not a number"),
+    ([], npz_bytes(POST, mask=POST != 0, value="<pad>"), "the pad value '<pad>' in 'meta' is not a number"),
     (["--mode", "masking"], npy_bytes(POST), "needs 3-D data"),
     (["--mode", "embedding"], npy_bytes(np.zeros((2, 3, 2))), "needs 2-D token ids"),
     (["--mode", "lstm"], npy_bytes(POST), "Invalid value for '--mode'"),
