@@ -28,7 +28,6 @@ from maskcli.masks import compute_mask, default_mode, parse_value, step_mask
 DIAGNOSTICS = ("pad-value-inside", "partial-timestep", "non-finite", "all-padding-row",
                "pre-padding-rnn", "mixed-padding-sides", "mask-mismatch")
 LOCATIONS = 5  # how many (sequence, step) places a diagnostic lists
-SIDES = ("pre", "post", "mixed", "none")
 
 _LAYER = {"embedding": "Embedding(mask_zero=True)", "masking": "Masking",
           "elementwise": "an elementwise mask"}
@@ -62,7 +61,7 @@ class Summary:
     min_length: int | None  # None when there is no sequence
     median_length: float | None
     max_length: int | None
-    padding_side: str  # one of SIDES
+    padding_side: str  # "pre", "post", "mixed" or "none"
 
     def to_dict(self) -> dict:
         return {"sequences": self.sequences, "timesteps": self.timesteps,

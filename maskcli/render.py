@@ -66,7 +66,8 @@ def _summary(report: MaskReport) -> Table:
     table.add_row("timesteps", steps)
     table.add_row("real steps", str(s.real_steps))
     table.add_row("padded steps", f"{s.padded_steps} ({s.padded_fraction:.1%})")
-    table.add_row("lengths", f"min {s.min_length} · median {s.median_length:g} · max {s.max_length}")
+    table.add_row("lengths",
+                  f"min {s.min_length} · median {s.median_length:g} · max {s.max_length}")
     table.add_row("padding side", s.padding_side)
     return table
 

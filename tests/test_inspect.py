@@ -415,7 +415,8 @@ def test_rows_limits_the_grid():
     assert "… 27 more sequences (--rows 30 shows them all)" in out
     default = invoke(["inspect-mask", "--format", "table"], input=npy_bytes(rows)).stdout
     assert default.count("■□") == 20
-    none = invoke(["inspect-mask", "--format", "table", "--rows", "0"], input=npy_bytes(rows)).stdout
+    none = invoke(["inspect-mask", "--format", "table", "--rows", "0"],
+                  input=npy_bytes(rows)).stdout
     assert "■□" not in none and "padding side  post" in none
 
 
@@ -443,7 +444,8 @@ def svg_text(path) -> str:
 @pytest.mark.parametrize("args, payload, expected", [
     (["missing.npz"], None, "no such file"),
     (["--mask-value", "abc"], npy_bytes(POST), "--mask-value 'abc' is not a number"),
-    ([], npz_bytes(POST, mask=POST != 0, value="<pad>"), "the pad value '<pad>' in 'meta' is not a number"),
+    ([], npz_bytes(POST, mask=POST != 0, value="<pad>"),
+     "the pad value '<pad>' in 'meta' is not a number"),
     (["--mode", "masking"], npy_bytes(POST), "needs 3-D data"),
     (["--mode", "embedding"], npy_bytes(np.zeros((2, 3, 2))), "needs 2-D token ids"),
     (["--mode", "lstm"], npy_bytes(POST), "Invalid value for '--mode'"),

@@ -46,7 +46,8 @@ def test_no_color_keeps_the_glyphs():
     out = invoke(["inspect-mask", "--format", "table"], input=npy_bytes(POST),
                  env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stdout
     assert glyph_colours(out) == {}
-    assert [line.split()[1] for line in grid_lines(ANSI.sub("", out))] == ["■■■□", "■■□□", "■□□□"]
+    grid = [line.split()[1] for line in grid_lines(ANSI.sub("", out))]
+    assert grid == ["■■■□", "■■□□", "■□□□"]
 
 
 @pytest.mark.parametrize("width", [40, 80, 132])
@@ -82,8 +83,10 @@ def test_elementwise_mask_shows_partly_masked_steps():
 
 @pytest.mark.parametrize("polarity, as_int, expected", [
     ("keep", False, "■ real step: mask True   □ padded step: mask False   (Keras)"),
-    ("keep", True, "■ real step: mask 1   □ padded step: mask 0   (Hugging Face attention_mask)"),
-    ("ignore", False, "■ real step: mask False   □ padded step: mask True   (PyTorch key_padding_mask)"),
+    ("keep", True,
+     "■ real step: mask 1   □ padded step: mask 0   (Hugging Face attention_mask)"),
+    ("ignore", False,
+     "■ real step: mask False   □ padded step: mask True   (PyTorch key_padding_mask)"),
     ("ignore", True, "■ real step: mask 0   □ padded step: mask 1   (1 = padding)"),
 ])
 def test_legend_states_the_polarity(polarity, as_int, expected):
