@@ -23,11 +23,17 @@ PARTIAL = ("◧", "yellow")  # an elementwise mask keeping some features of the 
 _MIN_CELLS = 12  # never elide below this many visible steps
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit 1 ("the check failed"); let the CLI end quietly instead.
+        raise BrokenPipeError
+
+
 def make_console(to_stdout: bool, record: bool) -> Console:
     """A console for the display: standard output (rich detects the terminal,
     its width and NO_COLOR), or a throw-away one that only records, for --svg."""
     if to_stdout:
-        return Console(record=record)
+        return _Console(record=record)
     return Console(file=io.StringIO(), record=True, width=100)
 
 

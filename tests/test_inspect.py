@@ -562,3 +562,15 @@ def test_readme_example_display_is_what_the_command_prints():
     result = invoke(["inspect-mask", "--format", "table"], input=data, env={"COLUMNS": "92"})
     printed = "\n".join(line.rstrip() for line in result.stdout.splitlines()) + "\n"
     assert printed == shown.replace("padded.jsonl  ", "<stdin>  ", 1)
+
+
+def test_a_closed_pipe_ends_the_display_quietly(tmp_path):
+    path = tmp_path / "padded.npy"
+    path.write_bytes(npy_bytes(np.ones((3000, 60), dtype=int)))  # more than a pipe buffers
+    with subprocess.Popen(
+            [sys.executable, "-m", "maskcli", "inspect-mask", path, "--format", "table",
+             "--rows", "3000"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        proc.stdout.read(100)
+        proc.stdout.close()  # as `| head` does
+        assert proc.wait(timeout=60) == 0
+        assert proc.stderr.read() == b""
