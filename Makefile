@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@echo "== maskcli pad sample_data/keras_guide.jsonl --padding post" >&2
-	$(BIN)/maskcli pad sample_data/keras_guide.jsonl --padding post
+	@echo "== maskcli pad sample_data/keras_guide.jsonl --padding post | maskcli inspect-mask" >&2
+	$(BIN)/maskcli pad sample_data/keras_guide.jsonl --padding post | $(BIN)/maskcli inspect-mask --format table
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2

@@ -10,5 +10,7 @@ whose True marks a REAL step (Keras' convention); False marks padding.
 __version__ = "0.1.0"
 
 from maskcli.errors import MaskcliError, InputError, UsageError  # noqa: E402
+from maskcli.diagnose import MaskReport, inspect_mask  # noqa: E402
 
-__all__ = ["__version__", "MaskcliError", "InputError", "UsageError"]
+__all__ = ["__version__", "MaskcliError", "InputError", "UsageError", "MaskReport",
+           "inspect_mask"]
