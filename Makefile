@@ -2,6 +2,9 @@
 #   make demo  - create .venv, install maskcli, run the pipeline on sample_data/
 #   make test  - same set-up, then the whole test suite
 PYTHON ?= python3
+# bash with pipefail, so a failing first stage of a demo pipeline fails make.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
