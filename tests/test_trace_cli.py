@@ -86,7 +86,7 @@ def save_npz(path, inputs, pad_value=0, **extra):
     return path
 
 
-def test_builtin_embedding_conv_leaks(tmp_path):
+def test_builtin_embedding_conv_leaks():
     report, stderr = trace_json(["--arch", "embedding-conv"], exit_code=1)
     assert statuses(report) == [("embedding", "creates"), ("conv1d", "drops"), ("output", "none")]
     assert report["leak"] == "layer 'conv1d' (Conv1D) drops the mask"
@@ -117,7 +117,7 @@ def test_json_schema():
     assert "mask=" in conv["fix"]
 
 
-def test_table_on_request(tmp_path):
+def test_table_on_request():
     result = invoke(["trace-mask", "--arch", "embedding-conv", "--format", "table"], exit_code=1)
     lines = result.stdout.splitlines()
     assert any("conv1d" in line and "Conv1D" in line and "drops [1]" in line for line in lines)
