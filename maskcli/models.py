@@ -171,6 +171,17 @@ def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
     return keras.Model(x_in, out, name=name)
 
 
+def keras_mask(tensor):
+    """The Keras mask riding on ``tensor``, or None.
+
+    Keras 3 keeps it in a private attribute (or, for tensors that cannot hold
+    one, a side table); its backend helper is the one reader that knows both.
+    """
+    from keras.src.backend import get_keras_mask
+
+    return get_keras_mask(tensor)
+
+
 @contextlib.contextmanager
 def _stderr_fd_silenced():
     sys.stderr.flush()
