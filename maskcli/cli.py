@@ -6,6 +6,7 @@ failed, 2 usage or input error (one ``Error:`` line on stderr).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -36,11 +37,23 @@ class MaskcliGroup(click.Group):
         except MaskcliError as exc:
             raise InputFailure(str(exc)) from None
         except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, and keep Python's
-            # final flush of stdout from raising again.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            # The reader went away (`| head`): stop quietly.
+            _drop_stdout()
             ctx.exit(0)
+        except OSError as exc:
+            # Inputs and -o files have messages of their own; what is left is
+            # standard output on a full or failing disk.
+            _drop_stdout()
+            place = exc.filename or "standard output"
+            raise InputFailure(f"writing {place} failed ({exc.strerror or exc}): "
+                               "free some space, or write elsewhere") from None
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush cannot raise again."""
+    with contextlib.suppress(OSError):  # a stdout without a file descriptor (tests)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 @click.group(cls=MaskcliGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -143,7 +156,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
 @click.option("--unsafe", is_flag=True,
               help="Load a model whose loading runs code stored in it (trusted files only).")
 @click.option("--units", default=8, show_default=True, help="Units of the built-in model.")
-@click.option("--seed", default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the built-in model's weights and of the synthetic batch.")
 @click.option("--pad-value", metavar="V",
               help="The pad value of INPUT, to tell whether it is padded, and the mask_value of "
@@ -188,12 +201,12 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
         raise UsageError(f"unknown --arch {arch!r}: use one of {', '.join(ARCHS)}")
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     padded = load_padded(input_path) if input_path is not None else None
+    from maskcli import models, trace  # loads TensorFlow: only now
+
     if pad_value is not None:
         pad_value = parse_value(pad_value)
     elif padded is not None:
-        pad_value = padded.pad_value
-
-    from maskcli import models, trace  # loads TensorFlow: only now
+        pad_value = trace.recorded_pad_value(padded)
 
     models.import_keras(verbose)
     models.import_user_code(imports)

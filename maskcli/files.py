@@ -9,6 +9,7 @@ and never written over the command's own input.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from typing import BinaryIO, Iterator
 from maskcli.errors import InputError, UsageError
 
 STDIN = "-"
+# What a write fails with when the disk, the quota or the file size limit is reached.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass
@@ -26,7 +29,7 @@ class Source:
     """An opened input: ``name`` is what messages call it."""
 
     name: str
-    stream: BinaryIO
+    stream: BinaryIO  # its read errors are InputErrors naming the input
     path: Path | None  # None for standard input
     size: int | None  # bytes, when known (regular files only)
 
@@ -43,7 +46,7 @@ def open_source(path: str | os.PathLike = STDIN) -> Iterator[Source]:
     """
     path = os.fspath(path)
     if path == STDIN:
-        yield Source("<stdin>", sys.stdin.buffer, None, None)
+        yield Source("<stdin>", _Reader(sys.stdin.buffer, "<stdin>"), None, None)
         return
     p = Path(path)
     if p.is_dir():
@@ -55,10 +58,29 @@ def open_source(path: str | os.PathLike = STDIN) -> Iterator[Source]:
     except PermissionError:
         raise InputError(f"{path}: permission denied: make the file readable (chmod +r)") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot open ({exc.strerror}): check the path") from None
+        raise InputError(f"{path}: cannot open ({exc.strerror}): give a regular file, "
+                         "or '-' to read standard input") from None
     with stream:
         size = os.fstat(stream.fileno()).st_size if p.is_file() else None
-        yield Source(path, stream, p, size)
+        yield Source(path, _Reader(stream, path), p, size)
+
+
+class _Reader:
+    """An input stream whose read errors (EIO from a failing disk, a special
+    file that opens but cannot be read) become an InputError naming the input."""
+
+    def __init__(self, stream: BinaryIO, name: str):
+        self._stream, self._name = stream, name
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except OSError as exc:
+            raise InputError(f"{self._name}: reading failed ({exc.strerror or exc}): "
+                             "check the file and the disk it is on") from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def refuse_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
@@ -97,9 +119,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
             yield handle
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; match a normal file
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            raise UsageError(f"-o {path}: writing failed ({exc.strerror}): "
+                             "free some space, or write elsewhere") from None
         raise
 
 
