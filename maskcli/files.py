@@ -9,7 +9,6 @@ and never written over the command's own input.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sys
 import tempfile
@@ -20,8 +19,6 @@ from typing import BinaryIO, Iterator
 from maskcli.errors import InputError, UsageError
 
 STDIN = "-"
-# What a write fails with when the disk, the quota or the file size limit is reached.
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass
@@ -122,8 +119,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-            raise UsageError(f"-o {path}: writing failed ({exc.strerror}): "
+        # Reads raise InputError (see _Reader), so an OSError here is a failed
+        # write: a full disk, a quota, a file size limit, a failing device.
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            raise UsageError(f"-o {path}: writing failed ({exc.strerror or exc}): "
                              "free some space, or write elsewhere") from None
         raise
 

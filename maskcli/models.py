@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 import warnings
 import zipfile
@@ -127,9 +128,12 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
                 f"--model {path}: refused: loading it would run code stored in the file "
                 "(e.g. a Lambda layer's bytecode); if you trust the file, pass --unsafe") from None
         if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
+            # Keras names the missing object deep inside a long message
+            missing = re.search(r"Could not locate (\w+) '([^']+)'", text)
+            what = f"{missing[1]} '{missing[2]}'" if missing else _first_line(text)
             raise ModelError(
-                f"--model {path}: it uses a custom class Keras does not know ({_first_line(text)}): "
-                "pass --import FILE.py with the code that registers it "
+                f"--model {path}: it uses a custom object Keras does not know ({what}): "
+                "if it is your own code, pass --import FILE.py with the code that registers it "
                 "(keras.saving.register_keras_serializable)") from None
         raise ModelError(f"--model {path}: not a loadable Keras model ({_first_line(text)}): "
                          "give a file saved with model.save('model.keras')") from None
