@@ -11,4 +11,13 @@ __version__ = "0.1.0"
 
 from maskcli.errors import MaskcliError, InputError, UsageError  # noqa: E402
 
-__all__ = ["__version__", "MaskcliError", "InputError", "UsageError"]
+__all__ = ["__version__", "MaskcliError", "InputError", "UsageError", "pad_sequences"]
+
+
+def __getattr__(name):
+    # numpy loads only when the library is used, so `maskcli --help` stays fast.
+    if name == "pad_sequences":
+        from maskcli.padding import pad_sequences
+
+        return pad_sequences
+    raise AttributeError(f"module 'maskcli' has no attribute {name!r}")
