@@ -53,14 +53,6 @@ def main():
 
 @main.command()
 @click.argument("input", default="-", metavar="[INPUT]")
-@click.option("--from", "fmt_in", type=click.Choice(["auto", "jsonl", "json", "text"]),
-              default="auto", show_default=True,
-              help="Input format; auto goes by the extension (.jsonl/.ndjson, .json, .txt) "
-                   "and sniffs standard input.")
-@click.option("--field", metavar="NAME",
-              help="jsonl/json of objects: the key holding each sequence, e.g. input_ids.")
-@click.option("--sep", metavar="TEXT",
-              help="text: the token separator, '\\t' for a tab [default: any whitespace].")
 @click.option("--maxlen", type=click.IntRange(min=0), metavar="N",
               help="Pad and truncate to N steps [default: the longest sequence].")
 @click.option("--padding", type=click.Choice(["pre", "post"]), default="pre", show_default=True,
@@ -69,7 +61,7 @@ def main():
               show_default=True, help="Cut long sequences at the front or the end.")
 @click.option("--value", "value_text", default="0", show_default=True, metavar="V",
               help="Pad value: a number (nan and -inf too), or a string with --dtype str.")
-@click.option("--dtype", default="int32", show_default=True,
+@click.option("--dtype", default="int32", show_default=True, metavar="D",
               help="Output dtype: int32, int64, float32, float64, str (as wide as the longest "
                    "token), ...")
 @click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="K",
@@ -80,16 +72,25 @@ def main():
 @click.option("--save-vocab", metavar="FILE",
               help="Build the vocabulary from the input (most frequent first), write it to "
                    "FILE and map tokens with it.")
+@click.option("--from", "fmt_in", type=click.Choice(["auto", "jsonl", "json", "text"]),
+              default="auto", show_default=True,
+              help="Input format; auto goes by the extension (.jsonl/.ndjson, .json, .txt) "
+                   "and sniffs standard input.")
+@click.option("--field", metavar="NAME",
+              help="jsonl/json of objects: the key holding each sequence, e.g. input_ids.")
+@click.option("--sep", metavar="TEXT",
+              help="text: the token separator, '\\t' for a tab [default: any whitespace].")
 @click.option("-o", "--output", default="-", metavar="PATH",
               help="Output file, written only on success [default: standard output].")
 @click.option("--to", "fmt_out", type=click.Choice(["auto", "jsonl", "csv", "tsv", "npy", "npz"]),
               default="auto", show_default=True,
               help="Output format; auto goes by the extension of -o, jsonl on standard output.")
-def pad(input, fmt_in, field, sep, maxlen, padding, truncating, value_text, dtype,
-        pad_to_multiple_of, vocab, save_vocab, output, fmt_out):
+def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_of, vocab,
+        save_vocab, fmt_in, field, sep, output, fmt_out):
     """Pad and truncate sequences exactly like keras.utils.pad_sequences.
 
     INPUT is a jsonl, json or text file, or - for standard input (the default).
+    Options named as in Keras come first, with Keras' defaults.
 
     \b
     maskcli pad sample_data/keras_guide.jsonl --padding post

@@ -127,6 +127,8 @@ def pad_value(value, dtype: np.dtype):
     if isinstance(value, (str, bytes)):
         raise UsageError(f"pad value {value!r} is text but the dtype is {dtype}: give a number, "
                          "or dtype str to pad strings")
+    if not isinstance(value, (int, float, np.number, np.bool_)):
+        raise UsageError(f"pad value {value!r} is not a number: give a number such as 0 or -1")
     if dtype.kind == "f":
         number = float(value)
         with np.errstate(over="ignore"):

@@ -65,7 +65,9 @@ class RowWriter:
         self.stream, self.fmt = stream, fmt
 
     def write(self, padded: np.ndarray, mask: np.ndarray, lengths: np.ndarray) -> None:
-        if self.fmt == "jsonl":
+        if self.fmt == "jsonl" and padded.dtype.kind in "iu":
+            rows = list(map(str, padded.tolist()))  # Python prints a list of ints as JSON
+        elif self.fmt == "jsonl":
             rows = [_json_array(row) for row in _element_texts(padded, json_floats=True)]
         else:
             rows = self._delimited(padded)
@@ -82,6 +84,8 @@ class RowWriter:
             text = io.StringIO()
             csv.writer(text, delimiter=delimiter, lineterminator="\n").writerows(padded.tolist())
             return text.getvalue().splitlines()
+        if padded.dtype.kind in "iu":
+            return [delimiter.join(map(str, row)) for row in padded.tolist()]
         return [delimiter.join(row) for row in _element_texts(padded).tolist()]
 
     def close(self, meta: dict) -> None:

@@ -646,3 +646,14 @@ def test_readme_examples_run(tmp_path):
     codes = [int(line[3:]) for line in proc.stderr.splitlines() if line.startswith("rc=")]
     expected = [int(line.rsplit("# exit", 1)[1]) if "# exit" in line else 0 for line in lines]
     assert codes == expected, f"{lines}\n{proc.stderr}"
+
+
+def test_cli_choices_are_the_core_ones():
+    # cli.py spells the choices out so that `--help` does not import numpy.
+    from maskcli import padding, readers, writers
+    from maskcli.cli import pad
+
+    choices = {param.name: list(param.type.choices) for param in pad.params
+               if hasattr(param.type, "choices")}
+    assert choices == {"fmt_in": list(readers.INPUT_FORMATS), "fmt_out": list(writers.OUTPUT_FORMATS),
+                       "padding": list(padding.SIDES), "truncating": list(padding.SIDES)}

@@ -154,6 +154,7 @@ def test_input_errors_name_the_place_and_the_fix(sequences, kwargs, message):
     ({"value": 10**30, "dtype": "int64"}, "is out of range for int64"),
     ({"value": 1e300, "dtype": "float32"}, "pad value 1e+300 overflows float32"),
     ({"value": "x"}, "pad value 'x' is text but the dtype is int32"),
+    ({"value": None}, "pad value None is not a number"),
     ({"value": "long", "dtype": "<U2"}, "pad value 'long' is wider than dtype <U2"),
     ({"maxlen": -1}, "maxlen must be at least 0, got -1"),
     ({"maxlen": 2.5}, "maxlen must be a whole number"),
