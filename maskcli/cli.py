@@ -6,19 +6,14 @@ failed, 2 usage or input error (one ``Error:`` line on stderr).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
 
 import click
-import numpy as np
 
 from maskcli import __version__
-from maskcli.diagnose import inspect_mask
 from maskcli.errors import MaskcliError, UsageError
-from maskcli.files import atomic_output, refuse_overwrite
-from maskcli.masks import MODES, POLARITIES, with_polarity
 
 
 class InputFailure(click.ClickException):
@@ -59,7 +54,7 @@ def main():
 
 @main.command("inspect-mask")
 @click.argument("input", default="-", metavar="[INPUT]")
-@click.option("--mode", type=click.Choice(MODES),
+@click.option("--mode", type=click.Choice(["embedding", "masking", "elementwise"]),
               help="Build the mask as Embedding(mask_zero=True), Masking, or per value. "
                    "[default: the npz mask, else embedding for 2-D and masking for 3-D data]")
 @click.option("--mask-value", metavar="V",
@@ -68,7 +63,7 @@ def main():
               help="What goes to standard output. [default: table on a terminal, else json]")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the mask to FILE (.npy).")
-@click.option("--polarity", type=click.Choice(POLARITIES), default="keep", show_default=True,
+@click.option("--polarity", type=click.Choice(["keep", "ignore"]), default="keep", show_default=True,
               help="keep: True at real steps (Keras); ignore: True at padded steps "
                    "(PyTorch key_padding_mask).")
 @click.option("--as-int", is_flag=True,
@@ -94,6 +89,14 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
     pre-padding-rnn, mixed-padding-sides, mask-mismatch (see the README).
     """
+    import io
+
+    import numpy as np
+
+    from maskcli.diagnose import inspect_mask
+    from maskcli.files import atomic_output, refuse_overwrite
+    from maskcli.masks import with_polarity
+
     terminal = sys.stdout.isatty()
     fmt = fmt or ("table" if terminal else "json")
     if fmt == "npy" and terminal:
@@ -236,3 +239,84 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
         ctx.exit(1)
     click.echo("mask ok: no layer drops it" + (", and it reaches every output with a time axis"
                                                if is_padded else ""), err=True)
+@main.command()
+@click.argument("input", default="-", metavar="[INPUT]")
+@click.option("--maxlen", type=click.IntRange(min=0), metavar="N",
+              help="Pad and truncate to N steps [default: the longest sequence].")
+@click.option("--padding", type=click.Choice(["pre", "post"]), default="pre", show_default=True,
+              help="Pad before or after each sequence (Keras' default: pre).")
+@click.option("--truncating", type=click.Choice(["pre", "post"]), default="pre",
+              show_default=True, help="Cut long sequences at the front or the end.")
+@click.option("--value", "value_text", default="0", show_default=True, metavar="V",
+              help="Pad value: a number (nan and -inf too), or a string with --dtype str.")
+@click.option("--dtype", default="int32", show_default=True, metavar="D",
+              help="Output dtype: int32, int64, float32, float64, str (as wide as the longest "
+                   "token), ...")
+@click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="K",
+              help="Round the padded length up to a multiple of K.")
+@click.option("--vocab", metavar="FILE",
+              help="Map string tokens to ids with this vocabulary: line i holds the token of "
+                   "id i; id 0 is padding, id 1 out-of-vocabulary.")
+@click.option("--save-vocab", metavar="FILE",
+              help="Build the vocabulary from the input (most frequent first), write it to "
+                   "FILE and map tokens with it.")
+@click.option("--from", "fmt_in", type=click.Choice(["auto", "jsonl", "json", "text"]),
+              default="auto", show_default=True,
+              help="Input format; auto goes by the extension (.jsonl/.ndjson, .json, .txt) "
+                   "and sniffs standard input.")
+@click.option("--field", metavar="NAME",
+              help="jsonl/json of objects: the key holding each sequence, e.g. input_ids.")
+@click.option("--sep", metavar="TEXT",
+              help="text: the token separator, '\\t' for a tab [default: any whitespace].")
+@click.option("-o", "--output", default="-", metavar="PATH",
+              help="Output file, written only on success [default: standard output].")
+@click.option("--to", "fmt_out", type=click.Choice(["auto", "jsonl", "csv", "tsv", "npy", "npz"]),
+              default="auto", show_default=True,
+              help="Output format; auto goes by the extension of -o, jsonl on standard output.")
+def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_of, vocab,
+        save_vocab, fmt_in, field, sep, output, fmt_out):
+    """Pad and truncate sequences exactly like keras.utils.pad_sequences.
+
+    INPUT is a jsonl, json or text file, or - for standard input (the default).
+    Options named as in Keras come first, with Keras' defaults.
+
+    \b
+    maskcli pad sample_data/keras_guide.jsonl --padding post
+    maskcli pad data.jsonl --maxlen 64 --padding post -o padded.npz
+    maskcli pad records.jsonl --field input_ids --to csv
+    maskcli pad sentences.txt --save-vocab vocab.txt --padding post
+    """
+    from maskcli import writers
+    from maskcli.masks import parse_value
+    from maskcli.padding import PadOptions, parse_dtype
+    from maskcli.pipeline import pad_file
+    from maskcli.readers import ReadOptions
+
+    if sep == "":
+        raise click.BadParameter("the separator is empty: give one such as ',' or '\\t'",
+                                 param_hint="'--sep'")
+    if output == "-" and writers.output_format(output, fmt_out) in writers.BINARY_FORMATS \
+            and sys.stdout.isatty():
+        raise click.UsageError(f"--to {fmt_out} is binary: write it to a file with -o, or pipe it")
+    parsed_dtype = parse_dtype(dtype)
+    value = value_text
+    if parsed_dtype.kind != "U":
+        try:
+            value = parse_value(value_text)
+        except MaskcliError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--value'") from None
+    options = PadOptions.make(maxlen, parsed_dtype, padding, truncating, value, pad_to_multiple_of)
+    read = ReadOptions(fmt_in, field, "\t" if sep == "\\t" else sep)
+    report = pad_file(input, output, options=options, read=read, to=fmt_out, vocab=vocab,
+                      save_vocab=save_vocab)
+    if report.truncated:
+        side = "front" if truncating == "pre" else "end"
+        click.echo(f"warning: {report.truncated} of {report.sequences} sequences were longer than "
+                   f"--maxlen {report.maxlen} and lost steps at the {side} "
+                   f"(--truncating {truncating})", err=True)
+    if report.oov:
+        click.echo(f"warning: {report.oov} of {report.tokens} tokens are not in the vocabulary "
+                   f"and became id 1 ({report.oov_token})", err=True)
+    if not report.sequences:
+        click.echo(f"warning: {report.source} holds no sequences: wrote an empty array of shape "
+                   f"{report.shape}", err=True)
