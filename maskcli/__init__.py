@@ -11,4 +11,13 @@ __version__ = "0.1.0"
 
 from maskcli.errors import MaskcliError, InputError, UsageError  # noqa: E402
 
-__all__ = ["__version__", "MaskcliError", "InputError", "UsageError"]
+__all__ = ["__version__", "MaskcliError", "InputError", "UsageError", "audit_loss"]
+
+
+def __getattr__(name):
+    # The audit pulls in numpy and, when it runs, TensorFlow: load it on first use only.
+    if name == "audit_loss":
+        from maskcli.audit import audit_loss
+
+        return audit_loss
+    raise AttributeError(f"module 'maskcli' has no attribute {name!r}")
