@@ -160,11 +160,12 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                                    reference_mask, pad_value, verbose)
     label = model_label or label
     spec = _loss_spec(model.loss)
-    audit = _Audit(model, label, spec, inputs, reference_mask, source,
-                   target_pad is not None)
-    audit.set_targets(targets, seed)
-    audit.train(train_steps)
-    return audit.report(per_sample)
+    with models.full_float32():
+        audit = _Audit(model, label, spec, inputs, reference_mask, source,
+                       target_pad is not None)
+        audit.set_targets(targets, seed)
+        audit.train(train_steps)
+        return audit.report(per_sample)
 
 
 def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: str | None = None,
@@ -371,8 +372,8 @@ class _Audit:
             y_pred = self.model(self.inputs, training=False)
         except Exception as exc:  # the user's model may raise anything
             raise ModelError(f"{self.label} cannot run on {self.source} (shape "
-                             f"{self.inputs.shape}): {_first_line(exc)}: give inputs of the "
-                             "shape the model takes") from None
+                             f"{self.inputs.shape}): {_first_line(exc)}: give inputs that fit the "
+                             "model (shape, dtype, token ids below its vocabulary size)") from None
         if isinstance(y_pred, (list, tuple, dict)):
             raise ModelError(f"{self.label} has several outputs: audit-loss audits a "
                              "single-output model; save one model per output")

@@ -171,6 +171,21 @@ def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
     return keras.Model(x_in, out, name=name)
 
 
+@contextlib.contextmanager
+def full_float32():
+    """Run with full float32 matmuls: GPUs since Ampere otherwise use TF32
+    (about 3 significant digits), which would blur comparisons at float32
+    precision. The previous setting is restored afterwards."""
+    import tensorflow as tf
+
+    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    try:
+        yield
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+
 def output_mask(tensor) -> np.ndarray | None:
     """The Keras mask riding on ``tensor`` (True = real step), or None."""
     from keras.src.backend import get_keras_mask  # not public API; stable since Keras 3.0
