@@ -143,7 +143,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     mask is derived from ``inputs`` and ``pad_value`` as Embedding(mask_zero)
     or Masking would, or from ``targets`` equal to ``target_pad``. ``model`` is
     a Keras model (compiled or not); without it the built-in ``arch`` is built.
-    Without ``targets``, synthetic ones from ``seed`` are used. For example
+    Without ``targets``, synthetic ones from ``seed`` are used. ``train_steps``
+    trains ``model`` in place before the audit. For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
@@ -241,7 +242,8 @@ def parse_target_pad(text: str):
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            raise UsageError(f"--target-pad {text}: not a JSON list: write it as [0, 0, 1]") from None
+            raise UsageError(f"--target-pad {text}: not a JSON list: "
+                             "write it as [0, 0, 1]") from None
         if not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                 for v in value):
             raise UsageError(f"--target-pad {text}: give a non-empty list of numbers, "
@@ -311,8 +313,8 @@ def likely_cause(audit: "_Audit", failed: list[str]) -> str:
     if audit.time_axis and not audit.target_padded:
         if audit.out_mask is None:
             layers = models.maskless_layers(audit.model)
-            where = (f"{_join(layers)} {'does' if len(layers) == 1 else 'do'} not support masking"
-                     if layers else
+            verb = "does" if len(layers) == 1 else "do"
+            where = (f"{', '.join(layers)} {verb} not support masking" if layers else
                      "a layer or a tensor operation drops it (plain arithmetic such as "
                      "x * 2.0 on a symbolic tensor does so silently)")
             return (f"the model's output carries no mask: {where}: set supports_masking = True, "
@@ -346,7 +348,7 @@ def likely_cause(audit: "_Audit", failed: list[str]) -> str:
                 "without the mask)")
     if failed == ["metric-parity"] and audit.mask_blind_metrics:
         blind = audit.mask_blind_metrics
-        return (f"{'metric' if len(blind) == 1 else 'metrics'} {_join(blind)} "
+        return (f"{'metric' if len(blind) == 1 else 'metrics'} {', '.join(blind)} "
                 f"{'ignores' if len(blind) == 1 else 'ignore'} the mask (Keras masks only "
                 "mean-style metrics such as accuracy or mae): compute them on real steps only")
     return "the loss depends on padded steps: " + ", ".join(failed) + " failed"
@@ -428,22 +430,19 @@ class _Audit:
 
     def report(self, per_sample: bool) -> AuditReport:
         self.rtol = loss_rtol(self.mask.size)
-        self.keras_results = self._evaluate(self.y)
-        self.keras_loss = float(self.keras_results["loss"])
+        self.keras_loss = float(self._evaluate()["loss"])
         self.removed_loss = self.masked_loss = self.unmasked_loss = None
+        metric_check = self.metric_parity()  # first: it reads the metrics evaluate() left
         if self.time_axis:
             self._references()
-        checks = [self.metric_parity()]  # reads the metrics evaluate() left behind
-        if self.time_axis:
-            checks = [self.loss_parity(), self.target_invariance(), self.padding_gradient(),
-                      self.forward_invariance()] + checks
+            loss_checks = [self.loss_parity(), self.target_invariance(), self.padding_gradient()]
         else:
             reason = (f"the output (shape {self.out.shape}) has no time axis: the loss sees "
                       "whole sequences, never a padded step")
             self.notes.append("the output has no time axis: only forward-invariance and "
                               "metric-parity apply")
-            checks = [Check(cid, "skipped", detail=reason) for cid in TIME_AXIS_CHECKS] + \
-                     [self.forward_invariance()] + checks
+            loss_checks = [Check(cid, "skipped", detail=reason) for cid in TIME_AXIS_CHECKS]
+        checks = loss_checks + [self.forward_invariance(), metric_check]
         failed = [check.id for check in checks if check.status == "fail"]
         return AuditReport(
             verdict="leaks" if failed else "ignored",
@@ -455,11 +454,11 @@ class _Audit:
             cause=likely_cause(self, failed) if failed else None,
             notes=self.notes, removed_loss=self.removed_loss)
 
-    def _evaluate(self, y) -> dict:
+    def _evaluate(self) -> dict:
         # Eager evaluate: Keras' own compiled loss and metrics, without tracing a graph.
         with _eager(self.model, "test_function"):
             try:
-                return self.model.evaluate(self.inputs, y, batch_size=len(self.inputs),
+                return self.model.evaluate(self.inputs, self.y, batch_size=len(self.inputs),
                                            verbose=0, return_dict=True)
             except Exception as exc:
                 raise ModelError(f"Keras could not compute the loss of {self.label} on "
@@ -653,11 +652,11 @@ class _Audit:
             values = self.per_step[i]
             masked = float(values[real].mean()) if real.any() else None
             return {"masked_loss": masked, "unmasked_loss": float(values.mean())}
+        # compiled_loss adds the model's regularization losses; a sample's loss has none.
         masked = (models.compiled_loss(self.model, self.y[i][real][None], self.out[i][real][None])
-                  if real.any() else None)
-        return {"masked_loss": masked,
-                "unmasked_loss": models.compiled_loss(self.model, self.y[i:i + 1],
-                                                      self.out[i:i + 1])}
+                  - self.regularization if real.any() else None)
+        unmasked = models.compiled_loss(self.model, self.y[i:i + 1], self.out[i:i + 1])
+        return {"masked_loss": masked, "unmasked_loss": unmasked - self.regularization}
 
 
 @dataclass
@@ -877,13 +876,11 @@ def _finite(value):
 def _show(value) -> str:
     if value is None:
         return "n/a"
+    if np.ndim(value) == 1 and np.all(np.asarray(value) == np.ravel(value)[0]):
+        value = np.ravel(value)[0]  # a pad step of equal features reads as one value
     if np.ndim(value) == 0:
         return f"{float(value):.6g}"
     return "[" + ", ".join(f"{float(v):g}" for v in np.ravel(value)) + "]"
-
-
-def _join(names: list[str]) -> str:
-    return ", ".join(names)
 
 
 def _first_line(exc: Exception) -> str:

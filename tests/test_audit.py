@@ -17,7 +17,9 @@ from maskcli.audit import LOSSES, audit_loss, per_step_loss
 from tests.conftest import invoke
 
 # Keras warns when a layer drops a mask: these tests build such layers on purpose.
-pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning")]
+# Keras' own numpy conversions raise a numpy 2 DeprecationWarning.
+pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 
 keras = models.import_keras()
 HELPERS = Path(__file__).with_name("audit_custom_objects.py")
@@ -99,6 +101,19 @@ def test_acceptance_embedding_dense_mse_is_the_mean_over_real_steps(workdir, exa
     assert report["versions"] == models.versions()
     assert all(set(c) == {"id", "status", "value", "reference", "detail"}
                for c in report["checks"])
+
+
+def test_targets_from_jsonl_and_npz_give_the_same_audit(workdir, example_one):
+    x, y = np.array([[1, 2, 0, 0]]), np.arange(12).reshape(1, 4, 3)
+    x_path = save(workdir, "x1.npy", x)
+    jsonl = workdir / "y1.jsonl"
+    jsonl.write_text(json.dumps(y[0].tolist()) + "\n")
+    npz = workdir / "y1.npz"
+    np.savez(npz, targets=y, other=np.zeros(3))
+    from_jsonl = audit_json([x_path, "--model", example_one[1], "--targets", jsonl])
+    from_npz = audit_json([x_path, "--model", example_one[1], "--targets", npz])
+    assert from_jsonl == from_npz
+    assert from_npz["keras_loss"] == pytest.approx(from_npz["masked_loss"], rel=1e-6)
 
 
 def test_acceptance_masking_lstm_mae_is_the_mean_over_unmasked_steps(workdir):
@@ -263,7 +278,7 @@ def test_masking_value_that_is_not_the_pad_value_leaks():
     report = audit_loss(x, model=model, pad_value=-1)
     assert report.exit_code == 1
     assert report.cause.startswith("the model's mask keeps 3 padded steps: "
-                                   "Masking(mask_value=0) does not match the pad value [-1, -1]")
+                                   "Masking(mask_value=0) does not match the pad value -1")
 
 
 def test_arithmetic_on_a_symbolic_tensor_drops_the_mask():
@@ -374,10 +389,19 @@ def test_npz_from_pad_with_feature_vectors_and_its_pad_value(workdir):
                        "dtype": "float32"})
     path = workdir / "vectors.npz"
     np.savez(path, inputs=x, mask=mask, lengths=np.array([3, 1]), meta=np.array(meta))
-    report = audit_json([path])
+    result = invoke(["audit-loss", "--format", "json"], input=path.read_bytes())  # stdin
+    report = json.loads(result.stdout)
     assert report["model"] == "--arch masking-lstm"
     assert report["verdict"] == "ignored"
     assert "4 padded steps" in report["checks"][2]["detail"]
+
+
+def test_mask_value_derives_the_reference_mask(workdir):
+    # 7 pads these rows, but Embedding(mask_zero) only masks 0: the model keeps the padding.
+    x = np.array([[3, 1, 7, 7], [2, 7, 7, 7]])
+    report = audit_json([save(workdir, "sevens.npy", x), "--mask-value", "7"], exit_code=1)
+    assert report["real_steps"] == 3
+    assert report["cause"].startswith("the model's mask keeps 5 padded steps")
 
 
 def test_mask_file_overrides_the_derived_mask(workdir):
