@@ -17,6 +17,7 @@ _LAZY = {
     "pad_sequences": "maskcli.padding",
     "inspect_mask": "maskcli.diagnose",
     "MaskReport": "maskcli.diagnose",
+    "audit_loss": "maskcli.audit",  # TensorFlow itself loads only when a model runs
 }
 
 __all__ = ["__version__", "MaskcliError", "InputError", "UsageError", *_LAZY]

@@ -656,6 +656,10 @@ def test_cli_choices_are_the_core_ones():
     inspect_choices = {param.name: list(param.type.choices) for param in inspect_mask_command.params
                        if hasattr(param.type, "choices") and param.name != "fmt"}
     assert inspect_choices == {"mode": list(masks.MODES), "polarity": list(masks.POLARITIES)}
+    from maskcli import audit, cli, models
+
+    assert cli.ARCH_NAMES == list(models.ARCHS)
+    assert cli.LOSS_NAMES == list(audit.LOSSES)
 
     choices = {param.name: list(param.type.choices) for param in pad.params
                if hasattr(param.type, "choices")}
