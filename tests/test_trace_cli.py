@@ -191,7 +191,7 @@ def test_npz_mask_and_pad_value_decide_padding(saved, tmp_path):
 @pytest.mark.parametrize("args, message", [
     ([], "no model: give --model FILE.keras or --arch NAME"),
     (["--arch", "embedding-lstm", "--model", "m.keras"], "--model and --arch exclude each other"),
-    (["--arch", "nope"], "unknown --arch 'nope': use one of embedding-lstm"),
+    (["--arch", "nope"], "Invalid value for '--arch': 'nope' is not one of 'embedding-lstm'"),
     (["--arch", "embedding-lstm", "--unsafe"], "--unsafe applies to --model only"),
     (["--model", "missing.keras"], "--model missing.keras: no such file"),
     (["--arch", "embedding-lstm", "--pad-value", "x"], "'x' is not a number"),
