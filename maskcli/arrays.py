@@ -21,6 +21,7 @@ import numpy as np
 from maskcli.errors import InputError, MaskcliError, UsageError, where
 from maskcli.files import STDIN, open_source
 from maskcli.limits import too_big
+from maskcli.masks import parse_value
 
 FORMATS = ("auto", "npz", "npy", "jsonl", "csv", "tsv")
 _EXTENSIONS = {".npz": "npz", ".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -46,6 +47,18 @@ class Padded:
     def pad_value(self):
         """The pad value recorded by ``maskcli pad``, or None."""
         return self.meta.get("value")
+
+    def numeric_pad_value(self, option: str):
+        """The recorded pad value as a number (``"nan"`` -> nan), or None.
+        ``option`` is the option that gives it instead, for the error."""
+        value = self.pad_value
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_value(value)
+        except MaskcliError:
+            raise InputError(f"{self.source}: the pad value {value!r} in 'meta' is not a number: "
+                             f"give the pad value with {option}") from None
 
 
 def read_bytes(path: str = STDIN) -> tuple[str, bytes]:

@@ -20,6 +20,7 @@ from maskcli.errors import MaskcliError, UsageError
 # a test checks they equal the core's.
 ARCH_NAMES = ["embedding-lstm", "embedding-gru", "embedding-dense", "embedding-conv",
               "masking-lstm"]
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy and Keras take as a seed
 LOSS_NAMES = ["mse", "mae", "binary_crossentropy", "categorical_crossentropy",
               "sparse_categorical_crossentropy"]
 
@@ -166,7 +167,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
 @click.option("--unsafe", is_flag=True,
               help="Load a model whose loading runs code stored in it (trusted files only).")
 @click.option("--units", default=8, show_default=True, help="Units of the built-in model.")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the built-in model's weights and of the synthetic batch.")
 @click.option("--pad-value", metavar="V",
               help="The pad value of INPUT, to tell whether it is padded, and the mask_value of "
@@ -207,12 +208,12 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
     from maskcli.masks import parse_value
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     padded = load_padded(input_path) if input_path is not None else None
-    from maskcli import models, trace  # loads TensorFlow: only now
-
     if pad_value is not None:
-        pad_value = parse_value(pad_value)
+        pad_value = parse_value(pad_value, "--pad-value")
     elif padded is not None:
-        pad_value = trace.recorded_pad_value(padded)
+        pad_value = padded.numeric_pad_value("--pad-value")
+
+    from maskcli import models, trace  # loads TensorFlow: only now
 
     models.import_keras(verbose)
     models.import_user_code(imports)
@@ -366,7 +367,7 @@ def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_o
 @click.option("--loss", type=click.Choice(LOSS_NAMES),
               help="Loss to audit (default mse; a compiled --model's own loss is audited).")
 @click.option("--units", type=click.IntRange(min=1), help="Width of a built-in model (default 8).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the built-in model's weights, the synthetic targets and training.")
 @click.option("--train-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train this many steps on the batch before auditing.")

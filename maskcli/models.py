@@ -169,7 +169,7 @@ def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
         width = inputs.shape[-1]
     over = too_big(_weights_bytes(rank, width, units, out_units))
     if over:
-        raise UsageError(f"--arch {name} with --units {units} would need {over} of weights: "
+        raise UsageError(f"--arch {name} with --units {units}: its weights would take {over}: "
                          "give fewer --units" + (", or map tokens to small ids with "
                                                  "'maskcli pad --vocab'" if rank == 2 else ""))
     keras = import_keras(verbose)

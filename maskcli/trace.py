@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from maskcli.errors import InputError, MaskcliError, ModelError, where
-from maskcli.masks import compute_mask, default_mode, parse_value
+from maskcli.errors import InputError, ModelError, where
+from maskcli.masks import compute_mask, default_mode
 from maskcli.models import ARCHS, import_keras, keras_mask
 
 STATUSES = ("creates", "propagates", "consumes", "drops", "none")
@@ -179,18 +179,6 @@ def masking_value(model, ref=None):
     found = _reached(graph, ref if ref is not None else graph.inputs[0], masking)
     found = found or _all_layers(model, masking)
     return float(found[0].mask_value) if found else None
-
-
-def recorded_pad_value(padded):
-    """The pad value recorded in ``padded``'s npz meta as a number, or None."""
-    value = padded.pad_value
-    if not isinstance(value, str):
-        return value
-    try:
-        return parse_value(value)
-    except MaskcliError:
-        raise InputError(f"{padded.source}: the pad value {value!r} in 'meta' is not a number: "
-                         "give the pad value with --pad-value") from None
 
 
 def check_fits(model, inputs: np.ndarray, source: str) -> None:
