@@ -88,6 +88,7 @@ class Case:
     stdin: bytes | None = None
     prepare: Callable[[Path], None] | None = None  # makes what bytes cannot (sockets, modes)
     outputs: dict[str, object] = field(default_factory=dict)  # accepted rows: file -> array
+    # (an npz's 'inputs')
     stderr: str = ""  # accepted rows: a message expected on stderr
 
 
@@ -318,7 +319,186 @@ TRACE = [
          "--import {d}/script.py: importing it called sys.exit(3)", "if __name__ == '__main__'"),
 ]
 
-CASES = READERS + INSPECT_OPTIONS + TRACE
+
+def pad(name: str, *options: str) -> tuple[str, ...]:
+    """pad ``{d}/name`` into ``{d}/out.npz``."""
+    return ("pad", f"{{d}}/{name}", "-o", "{d}/out.npz", *options)
+
+
+SEQUENCES = b"[1, 2, 3]\n[4, 5]\n"
+PADDED = np.array([[1, 2, 3], [0, 4, 5]], dtype=np.int32)  # SEQUENCES, padded as Keras does
+VOCAB_WITH_DUPLICATE = b"\n[UNK]\nthe\ncat\nthe\n"
+
+PAD = [
+    Case("pad-mixed-element-types", pad("mixed.jsonl"), {"mixed.jsonl": b'[1, 2]\n[3, "cat"]\n'},
+         "{d}/mixed.jsonl, line 2 (sequence 1, step 1)", "give numbers only (token ids), or "
+         "strings only"),
+    Case("pad-ragged-feature-vectors", pad("feat.jsonl"),
+         {"feat.jsonl": b"[[1, 2], [3, 4]]\n[[5, 6], [7]]\n"},
+         "{d}/feat.jsonl, line 2 (sequence 1, step 1)", "give every step the same number"),
+    Case("pad-integer-overflows-int32", pad("big.jsonl"), {"big.jsonl": b"[1, 3000000000]\n"},
+         "{d}/big.jsonl, line 1 (sequence 0, step 1): 3000000000 is out of range for int32",
+         "use a wider dtype such as int64"),
+    Case("pad-integer-beyond-64-bits", pad("huge.jsonl", "--dtype", "int64"),
+         {"huge.jsonl": b"[1, 99999999999999999999999]\n"},
+         "{d}/huge.jsonl, line 1 (sequence 0, step 1)", "give numbers that fit int64"),
+    Case("pad-text-integer-overflows-int8", pad("ids.txt", "--dtype", "int8"),
+         {"ids.txt": b"1 2 300\n"}, "{d}/ids.txt, line 1 (sequence 0, step 2)",
+         "use a wider dtype"),
+    Case("pad-value-overflows-dtype", pad("seq.jsonl", "--dtype", "int8", "--value", "1000"),
+         {"seq.jsonl": SEQUENCES}, "pad value 1000 is out of range for int8",
+         "give a smaller value, or a wider dtype"),
+    Case("pad-fraction-into-integers", pad("frac.jsonl"), {"frac.jsonl": b"[1, 2.5]\n"},
+         "{d}/frac.jsonl, line 1 (sequence 0, step 1)", "use the dtype float32"),
+    Case("pad-negative-maxlen", pad("seq.jsonl", "--maxlen", "-1"), {"seq.jsonl": SEQUENCES},
+         "'--maxlen'", "x>=0"),
+    Case("pad-maxlen-larger-than-memory", pad("seq.jsonl", "--maxlen", str(10 ** 14)),
+         {"seq.jsonl": SEQUENCES}, "padding 2 sequences to 100000000000000 steps would take",
+         "give a smaller --maxlen"),
+    Case("pad-maxlen-larger-than-memory-jsonl", ("pad", "{d}/seq.jsonl", "-o", "{d}/out.jsonl",
+                                                 "--maxlen", str(10 ** 14)),
+         {"seq.jsonl": SEQUENCES}, "padding 2 sequences to 100000000000000 steps",
+         "give a smaller --maxlen"),
+    Case("pad-maxlen-beyond-64-bits", pad("seq.jsonl", "--maxlen", str(10 ** 23)),
+         {"seq.jsonl": SEQUENCES}, f"padding 2 sequences to {10 ** 23} steps would take",
+         "give a smaller --maxlen"),
+    Case("pad-longest-sequence-larger-than-memory", pad("seq.jsonl", "--pad-to-multiple-of",
+                                                         str(10 ** 14)),
+         {"seq.jsonl": SEQUENCES}, "padding 2 sequences to 100000000000000 steps",
+         "give a smaller --pad-to-multiple-of"),
+    Case("pad-vocab-duplicate-tokens", pad("words.txt", "--vocab", "{d}/vocab.txt"),
+         {"words.txt": b"the cat\n", "vocab.txt": VOCAB_WITH_DUPLICATE},
+         "{d}/vocab.txt, line 5: duplicate token 'the', already on line 3", "keep one of them"),
+    Case("pad-vocab-without-header", pad("words.txt", "--vocab", "{d}/vocab.txt"),
+         {"words.txt": b"the cat\n", "vocab.txt": b"the\ncat\n"},
+         "{d}/vocab.txt: line 1 must be empty", "add those two lines at the top"),
+    Case("pad-vocab-and-save-vocab", pad("words.txt", "--vocab", "{d}/vocab.txt", "--save-vocab",
+                                         "{d}/new.txt"),
+         {"words.txt": b"the cat\n", "vocab.txt": b"\n[UNK]\nthe\n"},
+         "--vocab and --save-vocab exclude each other", "not both"),
+    Case("pad-unknown-padding", pad("seq.jsonl", "--padding", "middle"), {"seq.jsonl": SEQUENCES},
+         "'--padding'", "'pre', 'post'"),
+    Case("pad-unknown-truncating", pad("seq.jsonl", "--truncating", "both"),
+         {"seq.jsonl": SEQUENCES}, "'--truncating'", "'pre', 'post'"),
+    Case("pad-unknown-dtype", pad("seq.jsonl", "--dtype", "int128"), {"seq.jsonl": SEQUENCES},
+         "unknown dtype 'int128'", "use int32, int64, float32, float64 or str"),
+    Case("pad-object-dtype", pad("seq.jsonl", "--dtype", "object"), {"seq.jsonl": SEQUENCES},
+         "dtype object is not supported", "use str"),
+    Case("pad-unknown-input-format", pad("seq.jsonl", "--from", "xml"), {"seq.jsonl": SEQUENCES},
+         "'--from'", "'auto', 'jsonl', 'json', 'text'"),
+    Case("pad-unknown-output-format", pad("seq.jsonl", "--to", "parquet"),
+         {"seq.jsonl": SEQUENCES}, "'--to'", "'npy', 'npz'"),
+    Case("pad-value-not-a-number", pad("seq.jsonl", "--value", "none"), {"seq.jsonl": SEQUENCES},
+         "'--value'", "give a value such as 0, -1 or nan"),
+    Case("pad-empty-separator", pad("ids.txt", "--sep", ""), {"ids.txt": b"1 2\n"},
+         "'--sep'", "give one such as ','"),
+    Case("pad-malformed-json-line-2", pad("bad.jsonl"), {"bad.jsonl": b"[1, 2]\n[3, 4\n"},
+         "{d}/bad.jsonl, line 2", "fix the line"),
+    Case("pad-malformed-json-document", pad("bad.json"), {"bad.json": b"[[1, 2],\n [3 4]]\n"},
+         "{d}/bad.json, line 2", "the file holds one JSON array of arrays"),
+    Case("pad-json-nested-too-deep", pad("deep.jsonl"), {"deep.jsonl": b"[" * 100_000 + b"\n"},
+         "{d}/deep.jsonl, line 1: JSON nested too deeply", "each line holds one array"),
+    Case("pad-null-token", pad("null.jsonl"), {"null.jsonl": b"[1, null]\n"},
+         "{d}/null.jsonl, line 1 (sequence 0, step 1)", "give token ids, numbers or strings"),
+    Case("pad-object-without-field", pad("records.jsonl"),
+         {"records.jsonl": b'{"input_ids": [1, 2]}\n'},
+         "{d}/records.jsonl, line 1 (sequence 0)", "--field input_ids"),
+    Case("pad-non-utf8", pad("latin1.txt", "--dtype", "str"), {"latin1.txt": b"caf\xe9 au lait\n"},
+         "{d}/latin1.txt, line 1: not UTF-8 text", "iconv -f latin1 -t UTF-8"),
+    Case("pad-utf16", pad("wide.txt"), {"wide.txt": "1 2\n".encode("utf-16")},
+         "{d}/wide.txt is UTF-16 text", "convert it to UTF-8"),
+    Case("pad-output-over-input", ("pad", "{d}/seq.jsonl", "-o", "{d}/seq.jsonl"),
+         {"seq.jsonl": SEQUENCES}, "-o {d}/seq.jsonl is the input file itself",
+         "write to another path"),
+    Case("pad-directory-as-input", pad("folder.npz"), prepare=directory,
+         place="{d}/folder.npz is a directory", fix="give a file, or '-'"),
+    Case("pad-stdin-malformed", ("pad", "-", "-o", "{d}/out.npz"), stdin=b"[1]\n[2,\n",
+         place="<stdin>, line 2", fix="fix the line"),
+    Case("pad-bom-and-crlf-accepted", pad("seq.jsonl"),
+         {"seq.jsonl": b"\xef\xbb\xbf[1, 2, 3]\r\n[4, 5]\r\n"}, exit_code=0,
+         outputs={"out.npz": PADDED}),
+    Case("pad-text-bom-and-crlf-accepted", pad("seq.txt"),
+         {"seq.txt": b"\xef\xbb\xbf1 2 3\r\n4 5\r\n"}, exit_code=0,
+         outputs={"out.npz": PADDED}),
+]
+
+
+def audit(*args: str) -> tuple[str, ...]:
+    return ("audit-loss", *args, "--format", "json")
+
+
+AUDIT = [
+    Case("audit-targets-do-not-fit-the-output", audit("{d}/ids.npy", "--targets", "{d}/y.npy"),
+         {"ids.npy": npy(IDS), "y.npy": npy(np.ones((2, 4, 1)))},
+         "targets {d}/y.npy of shape (2, 4, 1) do not fit the model's output of shape (2, 3, 1)",
+         "give targets of shape (2, 3, 1)"),
+    Case("audit-targets-do-not-fit-a-saved-model", audit("{d}/ids.npy", "--model", "{model:ids}",
+                                                         "--targets", "{d}/y.npy"),
+         {"ids.npy": npy(IDS), "y.npy": npy(np.ones((2, 3, 7)))},
+         "targets {d}/y.npy of shape (2, 3, 7) do not fit the model's output of shape (2, 3, 3)",
+         "give targets of shape (2, 3, 3)"),
+    Case("audit-targets-other-sequence-count", audit("{d}/ids.npy", "--targets", "{d}/y.npy"),
+         {"ids.npy": npy(IDS), "y.npy": npy(np.ones((5, 3, 1)))},
+         "targets {d}/y.npy of shape (5, 3, 1) do not fit the 2 input sequences",
+         "give one target row per sequence"),
+    Case("audit-targets-not-numbers", audit("{d}/ids.npy", "--targets", "{d}/y.npy"),
+         {"ids.npy": npy(IDS), "y.npy": npy(np.array([["a", "b", "c"]] * 2))},
+         "targets {d}/y.npy are <U1", "give numeric targets"),
+    Case("audit-targets-pickled", audit("{d}/ids.npy", "--targets", "{d}/y.npy"),
+         {"ids.npy": npy(IDS), "y.npy": npy(RAGGED_OBJECTS, allow_pickle=True)},
+         "{d}/y.npy holds pickled Python objects", "save numeric or string arrays instead"),
+    Case("audit-data-does-not-fit-the-model", audit("{d}/cube.npy", "--model", "{model:ids}"),
+         {"cube.npy": npy(np.concatenate([np.ones((2, 2, 4)), np.zeros((2, 1, 4))], axis=1))},
+         "--model {d}/ids.keras cannot run on {d}/cube.npy (shape (2, 3, 4))",
+         "give inputs that fit the model"),
+    Case("audit-ids-outside-the-embedding", audit("{d}/ids.npy", "--model", "{model:ids}"),
+         {"ids.npy": npy(np.array([[5, 3, 50], [7, 0, 0]]))},
+         "--model {d}/ids.keras cannot run on {d}/ids.npy", "token ids below its vocabulary size"),
+    Case("audit-keras-file-not-a-zip", audit("{d}/ids.npy", "--model", "{d}/text.keras"),
+         {"ids.npy": npy(IDS), "text.keras": NOT_A_ZIP},
+         "--model {d}/text.keras: not a loadable Keras model", "model.save('model.keras')"),
+    Case("audit-keras-zip-without-model", audit("{d}/ids.npy", "--model", "{d}/notes.keras"),
+         {"ids.npy": npy(IDS), "notes.keras": zip_without_config},
+         "--model {d}/notes.keras: not a loadable Keras model", "model.save('model.keras')"),
+    Case("audit-lambda-model-refused", audit("{d}/ids.npy", "--model", "{model:lambda}"),
+         {"ids.npy": npy(IDS)}, "--model {d}/lambda.keras: refused",
+         "if you trust the file, pass --unsafe"),
+    Case("audit-lambda-model-accepted-with-unsafe", audit("{d}/ids.npy", "--model",
+                                                          "{model:lambda}", "--unsafe"),
+         {"ids.npy": npy(IDS)}, exit_code=0,
+         stderr="Warning: --unsafe: loading {d}/lambda.keras may run code"),
+    Case("audit-model-naming-os-system", audit("{d}/ids.npy", "--model", "{model:os_system}"),
+         {"ids.npy": npy(IDS)}, "--model {d}/os_system.keras", "(function 'system')"),
+    Case("audit-no-padded-step", audit("{d}/full.npy"), {"full.npy": npy(IDS + 1)},
+         "{d}/full.npy: no padded step to audit", "give padded data, or the right --mask-value"),
+    Case("audit-mask-file-does-not-fit", audit("{d}/ids.npy", "--mask", "{d}/mask.npy"),
+         {"ids.npy": npy(IDS), "mask.npy": npy(np.ones((2, 4), dtype=bool))},
+         "{d}/mask.npy: mask of shape (2, 4) does not fit the inputs of shape (2, 3)",
+         "give a (sequences, steps) mask"),
+    Case("audit-mask-value-not-a-number", audit("{d}/ids.npy", "--mask-value", "pad"),
+         {"ids.npy": npy(IDS)}, "--mask-value 'pad' is not a number",
+         "give a value such as 0, -1 or nan"),
+    Case("audit-target-pad-not-json", audit("{d}/ids.npy", "--targets", "{d}/y.npy",
+                                            "--target-pad", "[0, 1"),
+         {"ids.npy": npy(IDS), "y.npy": npy(np.ones((2, 3, 2)))},
+         "--target-pad [0, 1: not a JSON list", "write it as [0, 0, 1]"),
+    Case("audit-unknown-loss", audit("{d}/ids.npy", "--loss", "hinge"), {"ids.npy": npy(IDS)},
+         "'--loss'", "'mse', 'mae'"),
+    Case("audit-unknown-arch", audit("{d}/ids.npy", "--arch", "transformer"),
+         {"ids.npy": npy(IDS)}, "'--arch'", "'embedding-lstm'"),
+    Case("audit-masking-mode-on-ids", audit("{d}/ids.npy", "--mode", "masking"),
+         {"ids.npy": npy(IDS)}, "--mode masking needs 3-D data", "use --mode embedding"),
+    Case("audit-seed-negative", audit("{d}/ids.npy", "--seed", "-1"), {"ids.npy": npy(IDS)},
+         "'--seed'", "0<=x<=4294967295"),
+    Case("audit-unsafe-without-model", audit("{d}/ids.npy", "--unsafe"), {"ids.npy": npy(IDS)},
+         "--unsafe applies to --model only", "drop it"),
+    Case("audit-arch-larger-than-memory", audit("{d}/huge_ids.npy"),
+         {"huge_ids.npy": npy(np.array([[1, 2 ** 50, 0]]))},
+         "--arch embedding-lstm with --units 8: its weights would take",
+         "map tokens to small ids"),
+]
+
+CASES = READERS + INSPECT_OPTIONS + TRACE + PAD + AUDIT
 
 
 # --- saved models, shared by the rows that need one ------------------------------
@@ -406,7 +586,10 @@ def test_bad_input(case: Case, tmp_path: Path, request):
         assert "Error:" not in result.stderr
         assert case.stderr.format(d=tmp_path) in result.stderr
         for name, expected in case.outputs.items():
-            np.testing.assert_array_equal(np.load(tmp_path / name), expected)
+            written = np.load(tmp_path / name)
+            if name.endswith(".npz"):
+                written = written["inputs"]
+            np.testing.assert_array_equal(written, expected)
 
 
 def test_the_catalogue_covers_the_issue():
