@@ -32,7 +32,8 @@ class InputFailure(click.ClickException):
 
 
 class MaskcliGroup(click.Group):
-    """Turns domain errors into clean messages and a broken pipe into a quiet exit."""
+    """Turns domain errors into clean messages, a broken pipe into a quiet exit
+    and Ctrl-C into exit status 130."""
 
     def invoke(self, ctx):
         try:
@@ -43,6 +44,11 @@ class MaskcliGroup(click.Group):
             # The reader went away (`| head`): stop quietly.
             _drop_stdout()
             ctx.exit(0)
+        except KeyboardInterrupt:
+            # Ctrl-C: -o files were removed on the way out. Exit 130, the
+            # shell's code for SIGINT, not 1, which means "the check failed".
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
         except OSError as exc:
             # Inputs and -o files have messages of their own; what is left is
             # standard output on a full or failing disk.

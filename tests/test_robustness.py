@@ -15,8 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskcli import arrays
+from maskcli import arrays, readers
 from maskcli.errors import MaskcliError
+from maskcli.files import open_source
+from maskcli.padding import PadOptions
+from maskcli.pipeline import pad_file
+from maskcli.vocab import load_vocabulary
 
 
 def _npy() -> bytes:
@@ -43,6 +47,10 @@ def damaged(original: bytes):
 JSONISH = st.text(alphabet='[]{},:0123456789.-+eE "nul\tNaIfy\r\n\ufeff\xe9', max_size=80)
 PAYLOADS = st.one_of(st.binary(max_size=200), damaged(_npy()), damaged(_npz()),
                      JSONISH.map(lambda text: text.encode("utf-8")))
+# What pad reads: JSON lines, a JSON document, text tokens; whole and damaged
+SEQUENCES = b'[1, 2, 3]\n[4, 5]\n["a", "b"]\n{"input_ids": [6]}\n[[1.5, 2], [3, 4]]\n'
+RAW = st.one_of(st.binary(max_size=200), damaged(SEQUENCES), damaged(b"[[1, 2], [3]]"),
+                damaged(b"the cat\n1 2 3\n\n4\t5\n"), JSONISH.map(lambda text: text.encode("utf-8")))
 # "data" has no extension, so the format is sniffed from the first bytes
 NAMES = st.sampled_from(["data", "data.npz", "data.npy", "data.jsonl", "data.csv", "data.tsv"])
 FORMATS = st.sampled_from(arrays.FORMATS)
@@ -75,6 +83,48 @@ def test_load_array_gives_a_result_or_a_clean_error(tmp_path, payload, name, fmt
     path = tmp_path / name
     path.write_bytes(payload)
     outcome(lambda: arrays.load_array(str(path), fmt, key="targets"))
+
+
+@ROBUSTNESS
+@given(payload=RAW, fmt=st.sampled_from(readers.INPUT_FORMATS), field=st.sampled_from([None, "input_ids"]))
+def test_pad_readers_give_chunks_or_a_clean_error(tmp_path, payload, fmt, field):
+    path = tmp_path / "data"
+    path.write_bytes(payload)
+    try:
+        with open_source(str(path)) as source:
+            chunks = list(readers.read_chunks(source, readers.ReadOptions(fmt, field),
+                                              block_bytes=16))
+    except MaskcliError:
+        return
+    for chunk in chunks:
+        assert len(chunk.values) == chunk.lengths.sum()
+
+
+@ROBUSTNESS
+@given(payload=RAW, dtype=st.sampled_from(["int32", "int8", "float32", "str"]),
+       to=st.sampled_from(["npz", "jsonl", "csv"]), maxlen=st.sampled_from([None, 0, 2]))
+def test_pad_gives_a_file_or_a_clean_error(tmp_path, payload, dtype, to, maxlen):
+    """The whole of pad (read, cast, pad, write): a file, or an error and no file."""
+    for path in tmp_path.iterdir():  # the folder is shared by every example
+        path.unlink()
+    source, output = tmp_path / "data", tmp_path / f"out.{to}"
+    source.write_bytes(payload)
+    try:
+        pad_file(str(source), str(output), options=PadOptions.make(maxlen, dtype))
+    except MaskcliError:
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]
+        return
+    assert output.is_file()  # an input without sequences gives an empty jsonl or csv
+
+
+@ROBUSTNESS
+@given(payload=st.one_of(st.binary(max_size=100), damaged(b"\n[UNK]\nthe\ncat\n")))
+def test_vocabulary_reader_gives_a_vocabulary_or_a_clean_error(payload):
+    try:
+        vocabulary = load_vocabulary("vocab.txt", payload)
+    except MaskcliError:
+        return
+    assert vocabulary.tokens[0] == "" and len(set(vocabulary.tokens)) == len(vocabulary)
 
 
 @pytest.mark.parametrize("payload, expected", [
