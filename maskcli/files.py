@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -107,24 +108,52 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise UsageError(f"-o {path} is a directory: give a file name")
     if not folder.is_dir():
         raise UsageError(f"-o {path}: folder {folder} does not exist: create it first")
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    except PermissionError:
-        raise UsageError(f"-o {path}: cannot write in {folder}: permission denied") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        with _interrupts_held():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                           dir=folder)
+            except PermissionError:
+                raise UsageError(f"-o {path}: cannot write in {folder}: permission denied"
+                                 ) from None
+            handle = os.fdopen(fd, "wb")
+        with handle:
             yield handle
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; match a normal file
         os.replace(tmp, target)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         # Reads raise InputError (see _Reader), so an OSError here is a failed
         # write: a full disk, a quota, a file size limit, a failing device.
         if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
             raise UsageError(f"-o {path}: writing failed ({exc.strerror or exc}): "
                              "free some space, or write elsewhere") from None
         raise
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives during the block until its end.
+
+    Python raises KeyboardInterrupt between any two statements: one raised
+    after the temporary file is created but before its name is known here
+    would leave the file behind.
+    """
+    held = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    except ValueError:  # not the main thread, which alone receives signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)  # now, to the usual handler
 
 
 def _umask() -> int:

@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs: every command, every reader, every fault.
+"""The catalogue of bad inputs: every command, every reader.
 
 Each row of ``CASES`` is one bad (or odd but accepted) input. One check holds
 for every row (:func:`test_bad_input`):
@@ -9,7 +9,7 @@ for every row (:func:`test_bad_input`):
   holds exactly the files the row wrote;
 - every input file unchanged, byte for byte (sha256 before and after).
 
-Rows with ``exit_code=0`` are inputs the issue says to accept (a UTF-8 BOM,
+Rows with ``exit_code=0`` are odd inputs that are accepted (a UTF-8 BOM,
 CRLF line ends, a Lambda model with ``--unsafe``): they must succeed, write
 what they are asked to and still leave their inputs unchanged.
 """

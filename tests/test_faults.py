@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from maskcli.files import atomic_output
 from tests.conftest import invoke
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +59,23 @@ def test_ctrl_c_while_pad_writes_an_npz_leaves_nothing_behind(tmp_path):
     assert proc.returncode == 130
     assert stderr == "Interrupted.\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["big.jsonl"]
+
+
+def test_ctrl_c_just_after_the_temporary_file_is_created_still_removes_it(tmp_path, monkeypatch):
+    """The one moment the test above can hit by chance, made certain: Ctrl-C
+    right after the temporary file exists, before atomic_output knows its name."""
+    create = tempfile.mkstemp
+
+    def interrupted(*args, **kwargs):
+        created = create(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return created
+
+    monkeypatch.setattr(tempfile, "mkstemp", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(tmp_path / "out.npz") as handle:
+            handle.write(b"never")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_disk_leaves_no_partial_output(tmp_path):
@@ -142,3 +163,28 @@ def test_memory_limit_takes_the_smaller_of_the_machine_and_its_cgroup(tmp_path, 
     assert limits.memory_limit() == 1 << 20
     cgroup.write_text("max\n")  # no limit
     assert limits.memory_limit() == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_readme_guarantees_examples_print_what_is_shown(tmp_path):
+    """Each ``$`` line of the README's Guarantees section, run in a shell,
+    prints the lines shown under it (the machine's memory size aside)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Guarantees and limits", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```console\n", 1)[1].split("```", 1)[0]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, command in (("maskcli", f'"{sys.executable}" -m maskcli'),
+                          ("python", f'"{sys.executable}"')):
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    shutil.copytree(ROOT / "sample_data", tmp_path / "sample_data")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    machine = re.compile(r"the [\d.]+ \w+ of memory here")
+    examples = re.findall(r"^\$ (.+)\n((?:(?!\$ ).*\n)*)", block, re.MULTILINE)
+    assert len(examples) == 4
+    for command, shown in examples:
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        printed = machine.sub("the memory here", result.stdout + result.stderr)
+        assert printed == machine.sub("the memory here", shown), command
+        assert result.returncode == (2 if shown else 0), command
