@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ _EXTENSIONS = {".npz": "npz", ".npy": "npy", ".jsonl": "jsonl", ".ndjson": "json
 META_KEYS = ("padding", "truncating", "value", "maxlen", "dtype")
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
+_INT64_MIN, _UINT64_MAX = -(2 ** 63), 2 ** 64 - 1  # the integers numpy reads as numbers
 
 
 @dataclass
@@ -177,7 +177,7 @@ def _np_load(name: str, data: bytes, kind: str, fix: str):
     except MemoryError:
         raise InputError(f"{name} declares an array larger than this machine's memory: "
                          f"re-save it with {fix}") from None
-    except Exception as exc:  # noqa: BLE001  a corrupt header or zip raises many kinds
+    except Exception as exc:  # a corrupt header or zip raises many kinds
         raise InputError(f"{name} is not a valid {kind} file, it may be truncated "
                          f"({type(exc).__name__}: {exc}): re-save it with {fix}") from None
 
@@ -264,17 +264,12 @@ def _parse_row(name: str, number: int, line: str, fmt: str) -> np.ndarray:
 
 
 def _first_non_number(value: list) -> tuple[int, object]:
-    """The step and the first element of a row numpy could not read as numbers."""
-    for step, item in enumerate(value):
-        for element in item if isinstance(item, list) else [item]:
-            if isinstance(element, float) or (isinstance(element, int)
-                                              and _INT64 <= element <= _UINT64):
-                continue
-            return step, element
-    return 0, value[0]
-
-
-_INT64, _UINT64 = -(2 ** 63), 2 ** 64 - 1
+    """The step and the first element of a row that numpy read as objects or
+    strings: not a number, or an integer beyond 64 bits."""
+    return next((step, element) for step, item in enumerate(value)
+                for element in (item if isinstance(item, list) else [item])
+                if not (isinstance(element, float)
+                        or isinstance(element, int) and _INT64_MIN <= element <= _UINT64_MAX))
 
 
 def _is_int(cell: str) -> bool:

@@ -164,7 +164,7 @@ def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
                              "map tokens with 'maskcli pad --vocab', or use --arch masking-lstm")
         if inputs.size and inputs.min() < 0:
             raise UsageError(f"--arch {name} needs token ids >= 0, the data has {inputs.min()}")
-        width = max(int(inputs.max()) + 1 if inputs.size else 2, 2)  # the vocabulary
+        width = max(int(inputs.max()) + 1, 2) if inputs.size else 2  # the vocabulary
     else:
         width = inputs.shape[-1]
     over = too_big(_weights_bytes(rank, width, units, out_units))
