@@ -157,13 +157,91 @@ def startup(argv: list[str], repeat: int = 5) -> tuple[float, bool]:
     return best, heavy
 
 
+def parse_routes(path: Path, limit: int) -> None:
+    """Parse the first ``limit`` bytes of ``path`` (whole lines) by each route
+    tried for the fast path, in this process, and print their throughput."""
+    import json as json_module
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    from maskcli.fastparse import keep_freed_memory, parse_jsonl_ints
+
+    keep_freed_memory()  # as maskcli pad does
+    with open(path, "rb") as f:
+        data = f.read(limit)
+    data = data[:data.rfind(b"\n") + 1]
+    blocks = [data[i:i + BLOCK] for i in range(0, len(data), BLOCK)]
+    blocks = _whole_lines(blocks)
+    expected = None
+
+    def per_line(block):
+        rows = [json_module.loads(line) for line in block.splitlines()]
+        return (np.fromiter((v for row in rows for v in row), np.int64),
+                np.array([len(row) for row in rows], np.int64))
+
+    def fromstring(block):
+        # numpy's own C parser on the brackets and commas made spaces; lengths
+        # from a comma count per line. It checks nothing: a lower bound.
+        flat = np.fromstring(block.translate(_UNBRACKET), dtype=np.int64, sep=" ")
+        lines = block.split(b"\n")[:-1]
+        return flat, np.array([line.count(b",") + 1 for line in lines], np.int64)
+
+    def pooled(pool_type, workers):
+        def run(blocks):
+            with pool_type(workers) as pool:
+                return list(pool.map(parse_jsonl_ints, blocks))
+        return run
+
+    routes = [
+        ("json.loads per line (the generic reader)", lambda b: [per_line(x) for x in b]),
+        ("np.fromstring after translate, unchecked", lambda b: [fromstring(x) for x in b]),
+        ("fastparse, 1 thread", lambda b: [parse_jsonl_ints(x) for x in b]),
+        ("fastparse, 2 threads", pooled(ThreadPoolExecutor, 2)),
+        ("fastparse, 2 processes", pooled(ProcessPoolExecutor, 2)),
+    ]
+    print(f"\nparse routes on the first {len(data) / 1e6:.0f} MB of {path.name} "
+          f"({BLOCK >> 20} MiB blocks), best of 3:")
+    for name, route in routes:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            result = route(blocks)
+            best = min(best, time.perf_counter() - start)
+        values = np.concatenate([r[0] for r in result])
+        lengths = np.concatenate([r[1] for r in result])
+        if expected is None:
+            expected = values, lengths
+        same = np.array_equal(values, expected[0]) and np.array_equal(lengths, expected[1])
+        print(f"  {name:45s} {best:6.2f} s  {len(data) / best / 1e6:6.0f} MB/s"
+              f"{'' if same else '  DIFFERENT RESULT'}", flush=True)
+
+
+BLOCK = 1 << 20
+_UNBRACKET = bytes.maketrans(b"[],", b"   ")
+
+
+def _whole_lines(blocks: list[bytes]) -> list[bytes]:
+    out, tail = [], b""
+    for block in blocks:
+        block = tail + block
+        cut = block.rfind(b"\n") + 1
+        out.append(block[:cut])
+        tail = block[cut:]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000, help="sequences in the workload")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--routes", type=int, metavar="MB", default=0,
+                        help="only compare the parsing routes, on the first MB megabytes")
     args = parser.parse_args()
 
     paths = build_workload(args.lines, args.seed)
+    if args.routes:
+        parse_routes(paths["jsonl"], args.routes << 20)
+        return
     size = paths["jsonl"].stat().st_size
     print(f"workload: {args.lines:,} sequences, lengths 1-99, ids < 30000; "
           f"jsonl {size / 1e6:.0f} MB, text {paths['txt'].stat().st_size / 1e6:.0f} MB",

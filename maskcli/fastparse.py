@@ -26,6 +26,8 @@ multiply-shift steps (SWAR), longer ones in two such halves.
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 
 # Beyond 18 digits a number may not fit int64: leave it to the generic reader.
@@ -61,6 +63,23 @@ def _token_pairs() -> np.ndarray:
 
 
 _JSONL_PAIRS = _token_pairs()
+
+
+def keep_freed_memory() -> None:
+    """Have glibc keep freed memory for reuse rather than hand it back to the OS.
+
+    Each chunk allocates and frees the same scratch arrays; by default glibc
+    returns them to the OS, and the next chunk page-faults them in anew, which
+    measured 2-3 times slower parsing. Up to 64 MiB freed is kept instead.
+    Does nothing without glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)  # below this, take blocks from the heap, not mmap
+    mallopt(m_trim_threshold, 64 << 20)  # and trim the heap only beyond this much free
 
 
 def parse_jsonl_ints(data: bytes):
