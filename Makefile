@@ -2,6 +2,9 @@
 #   make demo  - create .venv, install maskcli, run the pipeline on sample_data/
 #   make test  - same set-up, then the whole test suite
 PYTHON ?= python3
+# bash with pipefail, so a failing first stage of a demo pipeline fails make.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -15,8 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@echo "== maskcli pad sample_data/keras_guide.jsonl --padding post" >&2
-	$(BIN)/maskcli pad sample_data/keras_guide.jsonl --padding post
+	@echo "== maskcli pad sample_data/keras_guide.jsonl --padding post | maskcli inspect-mask" >&2
+	$(BIN)/maskcli pad sample_data/keras_guide.jsonl --padding post | $(BIN)/maskcli inspect-mask --format table
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2

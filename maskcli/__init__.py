@@ -11,4 +11,21 @@ __version__ = "0.1.0"
 
 from maskcli.errors import MaskcliError, InputError, UsageError  # noqa: E402
 
-__all__ = ["__version__", "MaskcliError", "InputError", "UsageError"]
+# Everything below loads numpy (or more) on first use only, so that
+# `maskcli --help` and `import maskcli` stay fast.
+_LAZY = {
+    "pad_sequences": "maskcli.padding",
+    "inspect_mask": "maskcli.diagnose",
+    "MaskReport": "maskcli.diagnose",
+    "audit_loss": "maskcli.audit",  # TensorFlow itself loads only when a model runs
+}
+
+__all__ = ["__version__", "MaskcliError", "InputError", "UsageError", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'maskcli' has no attribute {name!r}")

@@ -18,6 +18,10 @@ import numpy as np
 from maskcli.errors import UsageError
 
 MODES = ("embedding", "masking", "elementwise")
+# How a written mask marks steps: ``keep`` = True at real steps (Keras, and
+# Hugging Face's attention_mask as 1/0); ``ignore`` = True at padded steps
+# (PyTorch's key_padding_mask).
+POLARITIES = ("keep", "ignore")
 
 
 def default_mode(inputs: np.ndarray) -> str:
@@ -53,6 +57,21 @@ def step_mask(mask: np.ndarray) -> np.ndarray:
     """Reduce a mask to one value per step: an elementwise mask keeps a step
     when any of its features is kept."""
     return mask.any(axis=-1) if mask.ndim == 3 else mask
+
+
+def with_polarity(mask: np.ndarray, polarity: str = "keep", as_int: bool = False) -> np.ndarray:
+    """Return ``mask`` (True = real step) in the convention another library wants.
+
+    >>> with_polarity(np.array([True, False]), "ignore", as_int=True).tolist()
+    [0, 1]
+    """
+    if polarity not in POLARITIES:
+        raise UsageError(f"unknown polarity {polarity!r}: use one of {', '.join(POLARITIES)}")
+    mask = np.asarray(mask, dtype=bool)
+    if polarity == "ignore":
+        mask = ~mask
+    # int64, as Hugging Face tokenizers return attention_mask.
+    return mask.astype(np.int64) if as_int else mask
 
 
 def _not_equal(inputs: np.ndarray, value) -> np.ndarray:

@@ -171,6 +171,155 @@ def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
     return keras.Model(x_in, out, name=name)
 
 
+def keras_mask(tensor):
+    """The Keras mask riding on ``tensor``, or None.
+
+    Keras 3 keeps it in a private attribute (or, for tensors that cannot hold
+    one, a side table); its backend helper is the one reader that knows both.
+    """
+    from keras.src.backend import get_keras_mask
+
+    return get_keras_mask(tensor)
+
+
+@contextlib.contextmanager
+def full_float32():
+    """Run with full float32 matmuls: GPUs since Ampere otherwise use TF32
+    (about 3 significant digits), which would blur comparisons at float32
+    precision. The previous setting is restored afterwards."""
+    import tensorflow as tf
+
+    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    try:
+        yield
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+
+def output_mask(tensor) -> np.ndarray | None:
+    """The Keras mask riding on ``tensor`` (True = real step), or None."""
+    from keras.src.backend import get_keras_mask  # not public API; stable since Keras 3.0
+
+    mask = get_keras_mask(tensor)
+    return None if mask is None else np.asarray(mask).astype(bool)
+
+
+def compiled_loss(model, y, y_pred, mask: np.ndarray | None = None) -> float:
+    """The model's compiled loss (plus its regularization losses) on ``y_pred``.
+
+    ``mask`` is attached to ``y_pred`` as Keras' own mask, so the loss treats
+    it exactly as it treats the mask of the model's output.
+    """
+    keras = import_keras()
+    y_pred = keras.ops.convert_to_tensor(y_pred)
+    if mask is not None:
+        _attach_mask(y_pred, mask)
+    return float(model.compute_loss(y=y, y_pred=y_pred, training=False))
+
+
+def compiled_loss_gradient(model, y, y_pred, mask: np.ndarray | None) -> np.ndarray:
+    """d(compiled loss) / d(y_pred), with ``mask`` attached to ``y_pred`` as Keras' mask."""
+    import tensorflow as tf
+
+    y_pred = tf.identity(y_pred)
+    with tf.GradientTape() as tape:
+        tape.watch(y_pred)
+        if mask is not None:
+            _attach_mask(y_pred, mask)
+        loss = model.compute_loss(y=y, y_pred=y_pred, training=False)
+    return tape.gradient(loss, y_pred).numpy()
+
+
+def compiled_metrics(model) -> list:
+    """The metric objects given to ``compile`` (built by a first ``evaluate``)."""
+    found = []
+    for metric in model.metrics:
+        if metric is getattr(model, "_loss_tracker", None):
+            continue
+        inner = getattr(metric, "metrics", None)  # compile() groups them in one container
+        found.extend(inner if isinstance(inner, list) else [metric])
+    return found
+
+
+def is_mask_aware_metric(metric) -> bool:
+    """Whether Keras applies the output's mask to ``metric``: only mean-style
+    metrics read it; confusion-matrix metrics (Precision, Recall, AUC) do not."""
+    keras = import_keras()
+    return isinstance(metric, (keras.metrics.MeanMetricWrapper, keras.metrics.Mean,
+                               keras.metrics.Sum))
+
+
+def free_length_model(model):
+    """Return ``(model, reason)``: ``model`` itself when its time axis is free,
+    else a copy rebuilt with a free time axis and the same weights; ``(None,
+    reason)`` when that cannot be done."""
+    shape = _input_shape(model)
+    if shape is None or len(shape) < 2 or shape[1] is None:
+        return model, None
+    length = shape[1]
+    try:
+        config = model.get_config()
+        inputs = [layer for layer in config.get("layers", [])
+                  if layer.get("class_name") == "InputLayer"]
+        if len(inputs) != 1:
+            return None, f"the model takes a fixed length of {length} steps and is not a " \
+                         "single-input functional or Sequential model that can be rebuilt"
+        batch_shape = list(inputs[0]["config"]["batch_shape"])
+        batch_shape[1] = None
+        inputs[0]["config"]["batch_shape"] = batch_shape
+        rebuilt = type(model).from_config(config)
+        rebuilt.set_weights(model.get_weights())
+    except Exception as exc:  # any layer may refuse a free length (Flatten -> Dense)
+        return None, (f"the model takes a fixed length of {length} steps and cannot be rebuilt "
+                      f"with a free length ({type(exc).__name__}: {_first_line(str(exc))})")
+    return rebuilt, f"the model takes a fixed length of {length} steps: rebuilt with a free length"
+
+
+def maskless_layers(model) -> list[str]:
+    """Layers (nested models included) that do not support masking, as
+    ``'name' (Class)``: the usual places where a mask is dropped."""
+    keras = import_keras()
+    found = []
+    for layer in _flat_layers(model):
+        if isinstance(layer, keras.layers.InputLayer) or layer.supports_masking:
+            continue
+        if isinstance(layer, keras.layers.Embedding):  # creates the mask
+            continue
+        found.append(f"'{layer.name}' ({type(layer).__name__})")
+    return found
+
+
+def masking_values(model) -> list[float]:
+    """The ``mask_value`` of every Masking layer in ``model``."""
+    keras = import_keras()
+    return [float(layer.mask_value) for layer in _flat_layers(model)
+            if isinstance(layer, keras.layers.Masking)]
+
+
+def _flat_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _flat_layers(layer)
+
+
+def _input_shape(model):
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs
+        return None
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape)
+
+
+def _attach_mask(tensor, mask) -> None:
+    from keras.src.backend import set_keras_mask  # not public API; stable since Keras 3.0
+
+    set_keras_mask(tensor, import_keras().ops.convert_to_tensor(np.asarray(mask, dtype=bool)))
+
+
 @contextlib.contextmanager
 def _stderr_fd_silenced():
     sys.stderr.flush()
