@@ -5,7 +5,7 @@ The generic readers build one Python object per token, which is what makes
 is parsed by numpy in a few passes over its bytes, into the ragged pair the
 padding core takes: ``values`` (int64, every step of every line concatenated)
 and ``lengths`` (int64, one per sequence), plus ``lines`` (the 1-based line of
-each sequence within the chunk, for error messages).
+each sequence within the chunk, for error messages) and the count of newlines.
 
 Only inputs this module can reproduce *exactly* are accepted; for anything
 else (floats, strings, objects, nested lists, malformed JSON, numbers beyond
@@ -27,6 +27,7 @@ multiply-shift steps (SWAR), longer ones in two such halves.
 from __future__ import annotations
 
 import ctypes
+from typing import NamedTuple
 
 import numpy as np
 
@@ -65,6 +66,15 @@ def _token_pairs() -> np.ndarray:
 _JSONL_PAIRS = _token_pairs()
 
 
+class Parsed(NamedTuple):
+    """A chunk of lines read as integer sequences."""
+
+    values: np.ndarray  # int64, every step of every sequence
+    lengths: np.ndarray  # int64, one per sequence
+    lines: np.ndarray  # int64, the 1-based line of each sequence within the chunk
+    newlines: int  # the line ends in the chunk
+
+
 def keep_freed_memory() -> None:
     """Have glibc keep freed memory for reuse rather than hand it back to the OS.
 
@@ -85,8 +95,8 @@ def keep_freed_memory() -> None:
 def parse_jsonl_ints(data: bytes):
     """Parse lines of JSON arrays of integers, e.g. ``[1, -2, 3]`` and ``[]``.
 
-    Returns ``(values, lengths, lines)``, or None when ``data`` holds anything
-    else. Blank lines (only spaces/tabs) are skipped. ``data`` holds whole lines:
+    Returns :class:`Parsed`, or None when ``data`` holds anything else.
+    Blank lines (only spaces/tabs) are skipped. ``data`` holds whole lines:
     only its last line may lack the newline.
     """
     u = _bytes_array(data)
@@ -127,14 +137,14 @@ def parse_jsonl_ints(data: bytes):
         lines = np.arange(1, len(closes) + 1, dtype=np.int64)
     else:
         lines = np.searchsorted(newlines, closes)
-    return values, lengths, lines
+    return Parsed(values, lengths, lines, _line_ends(data, len(newlines)))
 
 
 def parse_text_ints(data: bytes, skip_blank: bool = True):
     """Parse lines of whitespace-separated integers, e.g. ``1 -2 3``.
 
-    Returns ``(values, lengths, lines)``, or None when ``data`` holds anything
-    else. Blank lines are skipped, or with ``skip_blank=False`` read as empty
+    Returns :class:`Parsed`, or None when ``data`` holds anything else.
+    Blank lines are skipped, or with ``skip_blank=False`` read as empty
     sequences. Leading zeros are fine (``007`` is 7), as for Python's ``int``.
     """
     u = _bytes_array(data, _TEXT_BYTES)
@@ -157,7 +167,18 @@ def parse_text_ints(data: bytes, skip_blank: bool = True):
     if skip_blank and not lengths.all():
         real = lengths > 0
         lengths, lines = lengths[real], lines[real]
-    return values, lengths, lines
+    return Parsed(values, lengths, lines, _line_ends(data, len(newlines)))
+
+
+def parse_text_ints_keep_blank(data: bytes):
+    """:func:`parse_text_ints` where a blank line is an empty sequence."""
+    return parse_text_ints(data, skip_blank=False)
+
+
+def _line_ends(data: bytes, newlines: int) -> int:
+    """The newlines in ``data``, from those counted in its array: less the one
+    before the data, and the one added when its last line had none."""
+    return newlines - 1 - (not data.endswith(b"\n") and bool(data))
 
 
 def _bytes_array(data: bytes, allowed: bytes | None = None):

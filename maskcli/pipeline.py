@@ -65,7 +65,7 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
         stream = stdout or sys.stdout.buffer
         if output != STDIN:
             stream = outputs.enter_context(atomic_output(output))
-        writer = writers.open_writer(stream, fmt)
+        writer = writers.open_writer(stream, fmt, options.dtype)
         shape = None
         for chunk in _at_least_one(chunks, options):
             padded, mask = pad_chunk(chunk, options, maxlen)

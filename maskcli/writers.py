@@ -52,9 +52,12 @@ def output_format(path: str, fmt: str = "auto") -> str:
     return _EXTENSIONS[suffix]
 
 
-def open_writer(stream: BinaryIO, fmt: str):
+def open_writer(stream: BinaryIO, fmt: str, dtype: np.dtype | None = None):
     """A writer of padded chunks to ``stream``: ``write(padded, mask, lengths)`` per
-    chunk, then ``close(meta)`` once."""
+    chunk, then ``close(meta)`` once. ``dtype``: the output dtype, if known
+    (a flexible ``str`` is not: its width comes from the longest token)."""
+    if fmt == "npy" and dtype is not None and dtype.itemsize and stream.seekable():
+        return NpyWriter(stream)
     return ArrayWriter(stream, fmt) if fmt in BINARY_FORMATS else RowWriter(stream, fmt)
 
 
@@ -90,6 +93,34 @@ class RowWriter:
 
     def close(self, meta: dict) -> None:
         """Rows carry no metadata."""
+
+
+class NpyWriter:
+    """npy to a file: each chunk goes to disk as it arrives, so memory stays
+    bounded. The header is written first for zero rows, then rewritten in
+    place with the final row count: numpy's header keeps room for that, and
+    the file is byte for byte what ``np.save`` writes."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.rows = 0
+        self.header = None
+
+    def write(self, padded: np.ndarray, mask: np.ndarray, lengths: np.ndarray) -> None:
+        if self.header is None:
+            self.header = {"descr": npy_format.dtype_to_descr(padded.dtype),
+                           "fortran_order": False, "shape": (0,) + padded.shape[1:]}
+            self.start = self.stream.tell()
+            npy_format.write_array_header_1_0(self.stream, self.header)
+        self.stream.write(np.ascontiguousarray(padded).data)
+        self.rows += len(padded)
+
+    def close(self, meta: dict) -> None:
+        end = self.stream.tell()
+        self.header["shape"] = (self.rows,) + self.header["shape"][1:]
+        self.stream.seek(self.start)
+        npy_format.write_array_header_1_0(self.stream, self.header)
+        self.stream.seek(end)
 
 
 class ArrayWriter:

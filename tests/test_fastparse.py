@@ -65,7 +65,7 @@ def reference_text(data: bytes, skip_blank: bool = True):
 def assert_same(result, expected):
     sequences, lines = expected
     assert result is not None, "the fast parser fell back on an input it should read"
-    values, lengths, got_lines = result
+    values, lengths, got_lines, _ = result
     assert values.dtype == np.int64 and lengths.dtype == np.int64
     assert lengths.tolist() == [len(s) for s in sequences]
     assert values.tolist() == [v for s in sequences for v in s]
@@ -75,6 +75,8 @@ def assert_same(result, expected):
 def assert_sound(parse, reference, data: bytes):
     """The fast parser either falls back or reads exactly what the reference reads."""
     result = parse(data)
+    if result is not None:
+        assert result.newlines == data.count(b"\n")
     try:
         expected = reference(data)
     except (NotIntegers, UnicodeDecodeError):
@@ -137,12 +139,14 @@ def text_documents(draw):
 @given(jsonl_documents())
 def test_jsonl_reads_what_json_loads_reads(data):
     assert_same(parse_jsonl_ints(data), reference_jsonl(data))
+    assert parse_jsonl_ints(data).newlines == data.count(b"\n")
 
 
 @SETTINGS
 @given(text_documents(), st.booleans())
 def test_text_reads_what_int_reads(data, skip_blank):
     assert_same(parse_text_ints(data, skip_blank), reference_text(data, skip_blank))
+    assert parse_text_ints(data, skip_blank).newlines == data.count(b"\n")
 
 
 # --- inputs near the grammar: read exactly, or fall back ----------------------
