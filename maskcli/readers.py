@@ -83,7 +83,7 @@ def detect_format(source: Source, head: bytes) -> str:
 
 
 def read_chunks(source: Source, options: ReadOptions = ReadOptions(),
-                block_bytes: int = BLOCK_BYTES,
+                block_bytes: int | None = None,
                 progress: Callable[[int], None] | None = None) -> Iterator[Ragged]:
     """Yield the sequences of ``source`` as Ragged chunks, in input order.
 
@@ -91,6 +91,7 @@ def read_chunks(source: Source, options: ReadOptions = ReadOptions(),
     ``progress``, if given, is called with the number of input bytes read
     so far each time a chunk is ready.
     """
+    block_bytes = block_bytes or BLOCK_BYTES
     progress = progress or (lambda done: None)
     head = source.stream.read(block_bytes)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
