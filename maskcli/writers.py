@@ -28,6 +28,7 @@ import numpy as np
 import numpy.lib.format as npy_format
 
 from maskcli.errors import UsageError
+from maskcli.fastformat import IntRows
 from maskcli.files import STDIN
 
 OUTPUT_FORMATS = ("auto", "jsonl", "csv", "tsv", "npy", "npz")
@@ -66,8 +67,14 @@ class RowWriter:
 
     def __init__(self, stream: BinaryIO, fmt: str):
         self.stream, self.fmt = stream, fmt
+        self.ints = IntRows(", " if fmt == "jsonl" else "\t" if fmt == "tsv" else ",",
+                            brackets=fmt == "jsonl")
 
     def write(self, padded: np.ndarray, mask: np.ndarray, lengths: np.ndarray) -> None:
+        text = self.ints.format(padded)  # None: not a 2-D integer array it can print
+        if text is not None:
+            self.stream.write(text)
+            return
         if self.fmt == "jsonl" and padded.dtype.kind in "iu":
             rows = list(map(str, padded.tolist()))  # Python prints a list of ints as JSON
         elif self.fmt == "jsonl":
