@@ -17,9 +17,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The main job: pad the Keras guide's example, inspect its mask, audit the loss
+# of a real model on it; then the same audit with a model that leaks (exit 1).
 demo: $(STAMP)
-	@echo "== maskcli pad sample_data/keras_guide.jsonl --padding post | maskcli inspect-mask" >&2
-	$(BIN)/maskcli pad sample_data/keras_guide.jsonl --padding post | $(BIN)/maskcli inspect-mask --format table
+	@mkdir -p out
+	@echo "== maskcli pad sample_data/keras_guide.jsonl --padding post" >&2
+	$(BIN)/maskcli pad sample_data/keras_guide.jsonl --padding post
+	$(BIN)/maskcli pad sample_data/keras_guide.jsonl --padding post -o out/keras_guide.npz
+	@echo "== maskcli inspect-mask out/keras_guide.npz" >&2
+	$(BIN)/maskcli inspect-mask out/keras_guide.npz --format table
+	@echo "== maskcli audit-loss out/keras_guide.npz" >&2
+	$(BIN)/maskcli audit-loss out/keras_guide.npz --format table
+	@echo "== maskcli audit-loss out/keras_guide.npz --arch embedding-conv  (a model that leaks)" >&2
+	$(BIN)/maskcli audit-loss out/keras_guide.npz --arch embedding-conv --format table \
+		|| echo "exit status $$?: padding leaks, as expected for embedding-conv" >&2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskcli import models
-from maskcli.errors import InputError, ModelError, UsageError
+from maskcli.errors import InputError, MaskcliError, ModelError, UsageError
 from maskcli.masks import compute_mask, default_mode, step_mask
 
 LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
@@ -44,6 +44,7 @@ DEFAULT_METRIC = {"mse": "mae", "mae": "mse", "binary_crossentropy": "binary_acc
 LARGE_TARGET = 1e6       # the padded targets of the target-invariance probe
 EXTRA_PADDING = 4        # steps added on the padding side by forward-invariance
 SYNTHETIC_CLASSES = 4    # classes of synthetic targets for the categorical losses
+TRACE_SEQUENCES = 64     # sequences a mask trace runs to find the layer that drops the mask
 FORWARD_RTOL = 1e-5      # outputs run alone vs in the batch: float32 matmul blocking differs
 _EPS32 = float(np.finfo(np.float32).eps)
 
@@ -312,13 +313,7 @@ def likely_cause(audit: "_Audit", failed: list[str]) -> str:
                 "fill padded targets with 0 or any finite value")
     if audit.time_axis and not audit.target_padded:
         if audit.out_mask is None:
-            layers = models.maskless_layers(audit.model)
-            verb = "does" if len(layers) == 1 else "do"
-            where = (f"{', '.join(layers)} {verb} not support masking" if layers else
-                     "a layer or a tensor operation drops it (plain arithmetic such as "
-                     "x * 2.0 on a symbolic tensor does so silently)")
-            return (f"the model's output carries no mask: {where}: set supports_masking = True, "
-                    "pass mask= explicitly, or use a mask-aware layer")
+            return f"the model's output carries no mask: {_where_mask_dies(audit)}"
         kept = int((audit.out_mask & padded).sum())
         if kept:
             values = models.masking_values(audit.model)
@@ -352,6 +347,23 @@ def likely_cause(audit: "_Audit", failed: list[str]) -> str:
                 f"{'ignores' if len(blind) == 1 else 'ignore'} the mask (Keras masks only "
                 "mean-style metrics such as accuracy or mae): compute them on real steps only")
     return "the loss depends on padded steps: " + ", ".join(failed) + " failed"
+
+
+def _where_mask_dies(audit: "_Audit") -> str:
+    """The first layer that drops the mask, from a layer-by-layer trace, with its fix."""
+    from maskcli import trace
+
+    try:
+        rows = trace.trace_mask(audit.model, audit.inputs[:TRACE_SEQUENCES])
+    except MaskcliError:  # e.g. a subclassed model, whose call() cannot be walked
+        rows = []
+    leak = trace.first_leak(rows)
+    fix = next((row.fix for row in rows if row.status == "drops" and row.fix), None)
+    if leak:
+        return f"{leak}: {fix}" if fix else leak
+    return ("a layer or a tensor operation drops it (plain arithmetic such as x * 2.0 on a "
+            "symbolic tensor does so silently): set supports_masking = True, pass mask= "
+            "explicitly, or use a mask-aware layer")
 
 
 class _Audit:

@@ -276,20 +276,6 @@ def free_length_model(model):
     return rebuilt, f"the model takes a fixed length of {length} steps: rebuilt with a free length"
 
 
-def maskless_layers(model) -> list[str]:
-    """Layers (nested models included) that do not support masking, as
-    ``'name' (Class)``: the usual places where a mask is dropped."""
-    keras = import_keras()
-    found = []
-    for layer in _flat_layers(model):
-        if isinstance(layer, keras.layers.InputLayer) or layer.supports_masking:
-            continue
-        if isinstance(layer, keras.layers.Embedding):  # creates the mask
-            continue
-        found.append(f"'{layer.name}' ({type(layer).__name__})")
-    return found
-
-
 def masking_values(model) -> list[float]:
     """The ``mask_value`` of every Masking layer in ``model``."""
     keras = import_keras()

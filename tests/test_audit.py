@@ -146,7 +146,7 @@ def test_acceptance_embedding_conv_leaks_and_embedding_lstm_does_not(guide_jsonl
     assert report["verdict"] == "leaks"
     assert statuses(report)["loss-parity"] == "fail"
     assert statuses(report)["target-invariance"] == "fail"
-    assert "'conv1d' (Conv1D) does not support masking" in report["cause"]
+    assert "layer 'conv1d' (Conv1D) drops the mask" in report["cause"]
     # Conv1D drops the mask: Keras averages over all steps, padding included.
     assert report["keras_loss"] == pytest.approx(report["unmasked_loss"], rel=1e-5)
 
@@ -163,7 +163,7 @@ def test_acceptance_custom_layer_without_supports_masking_leaks(workdir, custom)
     report = audit_json([save(workdir, "short.npy", SHORT), "--model", workdir / "doubler.keras",
                          "--import", HELPERS], exit_code=1)
     assert statuses(report)["loss-parity"] == "fail"
-    assert "'doubler' (Doubler) does not support masking" in report["cause"]
+    assert "layer 'doubler' (Doubler) drops the mask" in report["cause"]
 
 
 def test_custom_layer_needs_its_import(workdir, custom, monkeypatch):
@@ -287,8 +287,8 @@ def test_arithmetic_on_a_symbolic_tensor_drops_the_mask():
     doubled = keras.layers.Embedding(6, 4, mask_zero=True)(tokens) * 2.0
     report = audit_loss(SHORT, model=keras.Model(tokens, keras.layers.Dense(1)(doubled)))
     assert report.failed == ["loss-parity", "target-invariance", "padding-gradient"]
-    assert report.cause.startswith("the model's output carries no mask: a layer or a tensor "
-                                   "operation drops it")
+    assert report.cause.startswith("the model's output carries no mask: operation 'multiply' "
+                                   "(Multiply) drops the mask")
 
 
 def test_output_without_time_axis_runs_only_two_checks():
@@ -376,7 +376,7 @@ def test_lambda_model_loads_with_unsafe_and_a_warning(workdir, lambda_model):
     result = invoke(["audit-loss", save(workdir, "short.npy", SHORT), "--model", lambda_model,
                      "--unsafe", "--format", "json"], exit_code=1)
     assert result.stderr.startswith("Warning: --unsafe: loading")
-    assert "'lambda' (Lambda) does not support masking" in json.loads(result.stdout)["cause"]
+    assert "layer 'lambda' (Lambda) drops the mask" in json.loads(result.stdout)["cause"]
 
 
 # -- inputs, report formats, training ----------------------------------------
