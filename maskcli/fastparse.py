@@ -17,11 +17,16 @@ How it works (jsonl): digits are classified with byte arithmetic; a digit run
 starts and ends where that class flips, so one ``flatnonzero`` gives every
 number's start and end. The structure is checked on the *tokens*: the
 non-blank bytes that are not inside a number. Each line must read
-``[ (-?d (, -?d)*)? ]`` and that grammar is fully checked by allowing only
-certain pairs of consecutive tokens (a 1024-entry table indexed by both
-tokens' low 5 bits, which tell all the token bytes apart). Numbers of up to
-8 digits are read 8 bytes at a time as one uint64 and combined with three
-multiply-shift steps (SWAR), longer ones in two such halves.
+``[ (-?d (, -?d)*)? ]``, and that grammar is fully checked by allowing only
+certain pairs of consecutive tokens (a table indexed by both token bytes,
+which also refuses every byte that has no place in such a line). Numbers are
+read 8 bytes at a time: the uint64 word ending at a number's last digit
+holds up to 8 digits, combined by three multiply-shift steps (SWAR); longer
+numbers take one more word per 8 digits. Integer text is the same without
+brackets: any run of digits, after an optional minus, is a number.
+
+Blocks are parsed independently (a block holds whole lines), so a caller can
+parse several at once on threads: numpy releases the GIL in its loops.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 64 << 20)  # and trim the heap only beyond this much free
 
 
-def parse_jsonl_ints(data: bytes):
+def parse_jsonl_ints(data: bytes) -> Parsed | None:
     """Parse lines of JSON arrays of integers, e.g. ``[1, -2, 3]`` and ``[]``.
 
     Returns :class:`Parsed`, or None when ``data`` holds anything else.
@@ -117,8 +122,8 @@ def parse_jsonl_ints(data: bytes):
         return None
     signed = b"-" in data
     if signed:
-        minus = positions.take(np.flatnonzero(tokens == 45))
-        if not is_digit.take(minus + 1).all():  # "- 1" is not a JSON number
+        minus = np.flatnonzero(tokens == 45)
+        if not is_digit.take(positions.take(minus) + 1).all():  # "- 1" is no JSON number
             return None
     values = _numbers(u, starts, ends, signed, leading_zeros=False)
     if values is None:
@@ -129,7 +134,6 @@ def parse_jsonl_ints(data: bytes):
     closes = np.flatnonzero(tokens == 93)
     lengths = closes - opens
     if signed:
-        minus = np.flatnonzero(tokens == 45)
         lengths -= np.searchsorted(minus, closes) - np.searchsorted(minus, opens)
     lengths >>= 1
     newlines = np.flatnonzero(tokens == 10)
@@ -140,7 +144,7 @@ def parse_jsonl_ints(data: bytes):
     return Parsed(values, lengths, lines, _line_ends(data, len(newlines)))
 
 
-def parse_text_ints(data: bytes, skip_blank: bool = True):
+def parse_text_ints(data: bytes, skip_blank: bool = True) -> Parsed | None:
     """Parse lines of whitespace-separated integers, e.g. ``1 -2 3``.
 
     Returns :class:`Parsed`, or None when ``data`` holds anything else.
@@ -152,12 +156,13 @@ def parse_text_ints(data: bytes, skip_blank: bool = True):
         return None
     is_digit = (u - np.uint8(48)) < np.uint8(10)
     starts, ends = _digit_runs(is_digit)
-    if b"-" in data:
+    signed = b"-" in data
+    if signed:
         minus = np.flatnonzero(u == 45)
         # A minus sign stands alone before the digits: not "1-2", "--1", "- 1", "-".
-        if not (is_digit[minus + 1].all() and (u[minus - 1] <= 32).all()):
+        if not (is_digit.take(minus + 1).all() and (u.take(minus - 1) <= 32).all()):
             return None
-    values = _numbers(u, starts, ends, b"-" in data, leading_zeros=True)
+    values = _numbers(u, starts, ends, signed, leading_zeros=True)
     if values is None:
         return None
     newlines = np.flatnonzero(u[_PAD - 1:] == 10)
@@ -170,7 +175,7 @@ def parse_text_ints(data: bytes, skip_blank: bool = True):
     return Parsed(values, lengths, lines, _line_ends(data, len(newlines)))
 
 
-def parse_text_ints_keep_blank(data: bytes):
+def parse_text_ints_keep_blank(data: bytes) -> Parsed | None:
     """:func:`parse_text_ints` where a blank line is an empty sequence."""
     return parse_text_ints(data, skip_blank=False)
 
@@ -227,7 +232,7 @@ def _numbers(u: np.ndarray, starts, ends, signed: bool, leading_zeros: bool):
     if not leading_zeros and longest > 1 and (values < _SMALLEST.take(digits)).any():
         return None  # "01" is not a JSON number
     if signed:
-        negative = u[starts - 1] == 45
+        negative = u.take(starts - 1) == 45
         np.negative(values, out=values, where=negative)
     return values
 

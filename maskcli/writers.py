@@ -115,11 +115,12 @@ class NpyWriter:
 
     def write(self, padded: np.ndarray, mask: np.ndarray, lengths: np.ndarray) -> None:
         if self.header is None:
-            self.header = {"descr": npy_format.dtype_to_descr(padded.dtype),
+            self.dtype = padded.dtype
+            self.header = {"descr": npy_format.dtype_to_descr(self.dtype),
                            "fortran_order": False, "shape": (0,) + padded.shape[1:]}
             self.start = self.stream.tell()
             npy_format.write_array_header_1_0(self.stream, self.header)
-        self.stream.write(np.ascontiguousarray(padded).data)
+        self.stream.write(np.ascontiguousarray(padded, dtype=self.dtype).data)
         self.rows += len(padded)
 
     def close(self, meta: dict) -> None:
