@@ -238,3 +238,30 @@ def test_cli_shows_no_progress_when_stderr_is_not_a_terminal(tmp_path, monkeypat
     source.write_bytes(b"[1, 2]\n")
     result = invoke(["pad", source, "-o", tmp_path / "o.npy"])
     assert FakeBar.made == [] and result.stderr == ""
+
+
+def test_npy_writer_keeps_no_chunk(tmp_path):
+    """Each chunk is on disk once written; close only rewrites the header's row count."""
+    from maskcli.writers import open_writer
+
+    path = tmp_path / "out.npy"
+    first, second = np.arange(6, dtype=np.int32).reshape(2, 3), np.full((1, 3), 7, np.int32)
+    with open(path, "wb") as stream:
+        writer = open_writer(stream, "npy", np.dtype(np.int32))
+        writer.write(first, first > 0, np.array([3, 3]))
+        writer.write(second, second > 0, np.array([3]))
+        stream.flush()
+        assert path.stat().st_size == 128 + 9 * 4  # header, then both chunks already
+        writer.close({})
+    assert np.array_equal(np.load(path), np.concatenate([first, second]))
+
+
+def test_npy_to_a_pipe_or_of_flexible_strings_is_kept_until_the_end():
+    from maskcli.writers import ArrayWriter, NpyWriter, open_writer
+
+    class Pipe(io.BytesIO):
+        def seekable(self):
+            return False
+    assert isinstance(open_writer(Pipe(), "npy", np.dtype(np.int32)), ArrayWriter)
+    assert isinstance(open_writer(io.BytesIO(), "npy", np.dtype(str)), ArrayWriter)
+    assert isinstance(open_writer(io.BytesIO(), "npy", np.dtype("<U4")), NpyWriter)
