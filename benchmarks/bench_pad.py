@@ -30,7 +30,7 @@ WORK = ROOT / "benchmarks" / "work"
 PYTHON = sys.executable
 
 # Runs COMMAND (argv in sys.argv[1:]), stdout to the file in $BENCH_STDOUT if set,
-# and prints its wall time and peak RSS. A fresh wrapper per run, so that
+# and prints its wall time, peak RSS and CPU time (user + system). A fresh wrapper per run, so that
 # RUSAGE_CHILDREN's maximum is this child's alone.
 MEASURE = """
 import os, resource, subprocess, sys, time
@@ -39,8 +39,8 @@ stdout = open(out, "wb") if out else subprocess.DEVNULL
 start = time.perf_counter()
 code = subprocess.run(sys.argv[1:], stdout=stdout).returncode
 wall = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(wall, peak, code)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, code)
 """
 
 # The baseline: the json module line by line, Keras' pad_sequences, np.save
@@ -93,14 +93,18 @@ def build_workload(lines: int, seed: int) -> dict[str, Path]:
     return paths
 
 
-def measure(argv: list[str], stdout: Path | None = None) -> tuple[float, int]:
+def measure(argv: list[str], stdout: Path | None = None, runs: int = 1) -> tuple:
+    """(wall s, peak bytes, CPU s) of ``argv``: of the run with the median wall time."""
     env = dict(os.environ, BENCH_STDOUT=str(stdout) if stdout else "")
-    result = subprocess.run([PYTHON, "-c", MEASURE, *argv], capture_output=True, text=True,
-                            env=env, cwd=ROOT)
-    wall, peak, code = result.stdout.split()
-    if code != "0":
-        sys.exit(f"failed ({code}): {' '.join(argv)}\n{result.stderr}")
-    return float(wall), int(peak)
+    results = []
+    for _ in range(runs):
+        result = subprocess.run([PYTHON, "-c", MEASURE, *argv], capture_output=True, text=True,
+                                env=env, cwd=ROOT)
+        wall, peak, cpu, code = result.stdout.split()
+        if code != "0":
+            sys.exit(f"failed ({code}): {' '.join(argv)}\n{result.stderr}")
+        results.append((float(wall), int(peak), float(cpu)))
+    return sorted(results)[len(results) // 2]
 
 
 def maskcli(*args: str) -> list[str]:
@@ -130,16 +134,17 @@ def read_output(path: Path, kind: str) -> np.ndarray:
     return np.concatenate(values).reshape(-1, widths.pop() if widths else 0)
 
 
-def run_case(name: str, src: Path, fmt: str, maxlen: str, kind: str) -> dict:
+def run_case(name: str, src: Path, fmt: str, maxlen: str, kind: str, runs: int) -> dict:
     base_out = WORK / f"baseline.{kind}"
     fast_out = WORK / f"maskcli.{kind}"
     options = ["--padding", "post", "--truncating", "post"] + (["--maxlen", maxlen] if maxlen else [])
     if kind == "npy":
         base = measure([PYTHON, "-c", BASELINE, str(src), fmt, maxlen, str(base_out)])
-        fast = measure(maskcli("pad", str(src), *options, "-o", str(fast_out)))
+        fast = measure(maskcli("pad", str(src), *options, "-o", str(fast_out)), runs=runs)
     else:
         base = measure([PYTHON, "-c", BASELINE, str(src), fmt, maxlen, "-"], stdout=base_out)
-        fast = measure(maskcli("pad", str(src), *options, "--to", "jsonl"), stdout=fast_out)
+        fast = measure(maskcli("pad", str(src), *options, "--to", "jsonl"), stdout=fast_out,
+                       runs=runs)
     expected, got = read_output(base_out, kind), read_output(fast_out, kind)
     same = expected.dtype == got.dtype and np.array_equal(expected, got)
     base_out.unlink()
@@ -232,6 +237,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000, help="sequences in the workload")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=3,
+                        help="maskcli runs per case, the median counts (the baseline runs once)")
     parser.add_argument("--routes", type=int, metavar="MB", default=0,
                         help="only compare the parsing routes, on the first MB megabytes")
     args = parser.parse_args()
@@ -246,17 +253,22 @@ def main() -> None:
           flush=True)
     results = []
     for name, fmt, maxlen, kind in CASES:
-        results.append(run_case(name, paths[fmt], fmt, maxlen, kind))
+        results.append(run_case(name, paths[fmt], fmt, maxlen, kind, args.runs))
         r = results[-1]
         print(f"  {name}: baseline {r['base'][0]:.1f} s, maskcli {r['fast'][0]:.2f} s", flush=True)
 
     print()
-    print("| case | baseline | maskcli | speed-up | baseline peak | maskcli peak | memory | same array |")
-    print("|---|---:|---:|---:|---:|---:|---:|:---:|")
+    print(f"wall time from process start to written output (maskcli: median of {args.runs} "
+          "runs), CPU time (user + system), peak resident memory:")
+    print()
+    print("| case | baseline | maskcli | speed-up | CPU baseline | CPU maskcli "
+          "| peak baseline | peak maskcli | memory | same array |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for r in results:
-        (bw, bm), (fw, fm) = r["base"], r["fast"]
-        print(f"| {r['case']} | {bw:.1f} s | {fw:.2f} s | {bw / fw:.1f}x | {bm / 2**20:,.0f} MiB "
-              f"| {fm / 2**20:,.0f} MiB | {fm / bm:.2f} | {'yes' if r['same'] else 'NO'} |")
+        (bw, bm, bc), (fw, fm, fc) = r["base"], r["fast"]
+        print(f"| {r['case']} | {bw:.1f} s | {fw:.2f} s | {bw / fw:.1f}x | {bc:.1f} s | {fc:.2f} s "
+              f"| {bm / 2**20:,.0f} MiB | {fm / 2**20:,.0f} MiB | {fm / bm:.2f} "
+              f"| {'yes' if r['same'] else 'NO'} |")
 
     three = WORK / "three.jsonl"
     three.write_text("[711, 632, 71]\n[73, 8, 3215, 55, 927]\n[83, 91, 1, 645, 1253, 927]\n")
