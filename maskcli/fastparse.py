@@ -31,7 +31,6 @@ parse several at once on threads: numpy releases the GIL in its loops.
 
 from __future__ import annotations
 
-import ctypes
 from typing import NamedTuple
 
 import numpy as np
@@ -88,6 +87,8 @@ def keep_freed_memory() -> None:
     measured 2-3 times slower parsing. Up to 64 MiB freed is kept instead.
     Does nothing without glibc.
     """
+    import ctypes
+
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):

@@ -26,6 +26,7 @@ every error message.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -170,6 +171,12 @@ def _parse_ahead(parse, blocks: Iterator[bytes]) -> Iterator[tuple[bytes, object
         for block in blocks:
             yield block, None
         return
+    first, second = next(blocks, None), next(blocks, None)
+    if second is None:  # a single block: no threads to start
+        if first is not None:
+            yield first, parse(first)
+        return
+    blocks = itertools.chain((first, second), blocks)
     from concurrent.futures import ThreadPoolExecutor
 
     from maskcli.fastparse import keep_freed_memory

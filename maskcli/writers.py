@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -153,6 +152,8 @@ class ArrayWriter:
         arrays = {"inputs": (self.padded, dtype), "mask": (self.masks, np.dtype(bool)),
                   "lengths": (self.lengths, np.dtype(np.int64)),
                   "meta": ([meta_text], meta_text.dtype)}
+        import zipfile  # only here: pad's start-up stays light for the other formats
+
         with zipfile.ZipFile(self.stream, "w", compression=zipfile.ZIP_STORED,
                              allowZip64=True) as archive:
             for name, (parts, part_dtype) in arrays.items():
