@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 from rich.console import Console
 
-from maskcli.cli import main
 from maskcli import readers
+from maskcli.cli import main
 from maskcli.files import open_source
 from maskcli.pipeline import pad_file
 from maskcli.readers import ReadOptions, read_chunks
@@ -32,9 +32,9 @@ OUTPUTS = ["out.npy", "out.npz", "out.jsonl", "out.csv"]
 
 
 def pad_both_ways(tmp_path, monkeypatch, name: str, data: bytes, args: list, output: str):
-    """Run pad on ``data`` with and without the fast parser; return both outputs
-    (bytes) and both results. Small blocks: many chunks, threads and all.
-    Also returns how many blocks the fast parser read."""
+    """Run pad on ``data`` with the fast parser, then without: return both runs'
+    (output bytes, result), and how many blocks the fast parser read. Small
+    blocks make many chunks, parsed ahead on threads."""
     source = tmp_path / name
     source.write_bytes(data)
     monkeypatch.setattr(readers, "BLOCK_BYTES", 97)
