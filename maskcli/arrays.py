@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from maskcli.errors import InputError, UsageError, where
+from maskcli.errors import InputError, MaskcliError, UsageError, where
 from maskcli.files import STDIN, open_source
+from maskcli.limits import too_big
+from maskcli.masks import parse_value
 
 FORMATS = ("auto", "npz", "npy", "jsonl", "csv", "tsv")
 _EXTENSIONS = {".npz": "npz", ".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl",
                ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 # The keys of the JSON string stored as ``meta`` in an npz from ``maskcli pad``.
 META_KEYS = ("padding", "truncating", "value", "maxlen", "dtype")
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
+_INT64_MIN, _UINT64_MAX = -(2 ** 63), 2 ** 64 - 1  # the integers numpy reads as numbers
 
 
 @dataclass
@@ -44,6 +48,18 @@ class Padded:
         """The pad value recorded by ``maskcli pad``, or None."""
         return self.meta.get("value")
 
+    def numeric_pad_value(self, option: str):
+        """The recorded pad value as a number (``"nan"`` -> nan), or None.
+        ``option`` is the option that gives it instead, for the error."""
+        value = self.pad_value
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_value(value)
+        except MaskcliError:
+            raise InputError(f"{self.source}: the pad value {value!r} in 'meta' is not a number: "
+                             f"give the pad value with {option}") from None
+
 
 def read_bytes(path: str = STDIN) -> tuple[str, bytes]:
     with open_source(path) as src:
@@ -55,9 +71,9 @@ def sniff_format(path: str, data: bytes) -> str:
     ext = Path(path).suffix.lower() if path != STDIN else ""
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
-    if data.startswith(b"\x93NUMPY"):
+    if data.startswith(NPY_MAGIC):
         return "npy"
-    if data.startswith(b"PK"):
+    if data.startswith(ZIP_MAGIC):
         return "npz"
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if head in (b"[", b"{"):
@@ -83,8 +99,8 @@ def load_padded(path: str = STDIN, fmt: str = "auto") -> Padded:
         meta = _parse_meta(name, arrays.pop("meta", None))
         if mask is not None:
             mask = _check_mask(name, mask, inputs)
-        return Padded(inputs, name, mask, lengths, meta, arrays)
-    return Padded(_load_dense(name, data, fmt), name)
+        return Padded(_check_dtype(name, inputs), name, mask, lengths, meta, arrays)
+    return Padded(_check_dtype(name, _load_dense(name, data, fmt)), name)
 
 
 def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarray:
@@ -94,14 +110,22 @@ def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarr
         raise InputError(f"{name} is empty: give an npy, npz, jsonl or csv file")
     fmt = sniff_format(path, data) if fmt == "auto" else fmt
     if fmt != "npz":
-        return _load_dense(name, data, fmt)
+        return _check_dtype(name, _load_dense(name, data, fmt))
     arrays = _load_npz(name, data)
     if key in arrays:
-        return arrays[key]
+        return _check_dtype(name, arrays[key])
     if len(arrays) == 1:
-        return next(iter(arrays.values()))
+        return _check_dtype(name, next(iter(arrays.values())))
     raise InputError(f"{name} has no '{key}' array (it has: {', '.join(sorted(arrays))}): "
                      f"save the array under the name '{key}'")
+
+
+def _check_dtype(name: str, array: np.ndarray) -> np.ndarray:
+    """Refuse what no mask can be built from: records, complex numbers, dates."""
+    if array.dtype.kind not in "biufUS":
+        raise InputError(f"{name} holds {array.dtype} values: give numbers (token ids or "
+                         "features) or string tokens, e.g. re-save it with arr.astype('float32')")
+    return array
 
 
 def _check_mask(name: str, mask: np.ndarray, inputs: np.ndarray) -> np.ndarray:
@@ -117,30 +141,45 @@ def _check_mask(name: str, mask: np.ndarray, inputs: np.ndarray) -> np.ndarray:
 
 
 def _load_npy(name: str, data: bytes) -> np.ndarray:
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise InputError(f"{name} holds pickled Python objects, which maskcli never loads: "
-                             "save a numeric or string array instead") from None
-        raise InputError(f"{name} is not a valid npy file ({exc}): re-save it with np.save") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{name} is not a valid npy file, it may be truncated ({exc}): "
-                         "re-save it with np.save") from None
+    if not data.startswith(NPY_MAGIC):
+        hint = ": it is a zip, give it a .npz name" if data.startswith(ZIP_MAGIC) else ""
+        raise InputError(f"{name} is not an npy file (no numpy header){hint}: "
+                         "save the array with np.save")
+    return _np_load(name, data, "npy", "np.save")
 
 
 def _load_npz(name: str, data: bytes) -> dict[str, np.ndarray]:
+    if not data.startswith(ZIP_MAGIC):
+        hint = ": it is an npy, give it a .npy name" if data.startswith(NPY_MAGIC) else ""
+        raise InputError(f"{name} is not an npz file (not a zip){hint}: "
+                         "save the arrays with np.savez or 'maskcli pad -o FILE.npz'")
+    return _np_load(name, data, "npz", "np.savez or 'maskcli pad -o FILE.npz'")
+
+
+def _np_load(name: str, data: bytes, kind: str, fix: str):
+    """``np.load`` without pickles, every failure an InputError."""
     try:
+        if kind == "npy":
+            return np.load(io.BytesIO(data), allow_pickle=False)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            # a small compressed npz can unpack to more than memory holds
+            over = too_big(sum(info.file_size for info in npz.zip.infolist()))
+            if over:
+                raise InputError(f"{name}: its arrays would take {over}: give a smaller file")
             return {key: npz[key] for key in npz.files}
+    except MaskcliError:
+        raise
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise InputError(f"{name} holds pickled Python objects, which maskcli never loads: "
                              "save numeric or string arrays instead") from None
-        raise InputError(f"{name} is not a valid npz file ({exc}): re-save it with np.savez") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise InputError(f"{name} is not a valid npz file, it may be truncated ({exc}): "
-                         "re-save it with np.savez or 'maskcli pad -o FILE.npz'") from None
+        raise InputError(f"{name} is not a valid {kind} file ({exc}): re-save it with {fix}") from None
+    except MemoryError:
+        raise InputError(f"{name} declares an array larger than this machine's memory: "
+                         f"re-save it with {fix}") from None
+    except Exception as exc:  # a corrupt header or zip raises many kinds
+        raise InputError(f"{name} is not a valid {kind} file, it may be truncated "
+                         f"({type(exc).__name__}: {exc}): re-save it with {fix}") from None
 
 
 def _parse_meta(name: str, meta: np.ndarray | None) -> dict:
@@ -152,6 +191,10 @@ def _parse_meta(name: str, meta: np.ndarray | None) -> dict:
         raise InputError(f"{name}: 'meta' is not a JSON string: write the file with 'maskcli pad'") from None
     if not isinstance(parsed, dict):
         raise InputError(f"{name}: 'meta' is not a JSON object: write the file with 'maskcli pad'")
+    value = parsed.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
+        raise InputError(f"{name}: the pad value {json.dumps(value)} in 'meta' is neither a "
+                         "number nor a token: write the file with 'maskcli pad'")
     return parsed
 
 
@@ -189,6 +232,9 @@ def _parse_row(name: str, number: int, line: str, fmt: str) -> np.ndarray:
         except json.JSONDecodeError as exc:
             raise InputError(f"{where(name, number)}: malformed JSON ({exc.msg}, column {exc.colno}): "
                              "fix the line; each line must be one JSON array") from None
+        except RecursionError:
+            raise InputError(f"{where(name, number)}: JSON nested too deeply: each line must be "
+                             "one array of numbers, or of feature vectors") from None
         if not isinstance(value, list):
             raise InputError(f"{where(name, number)}: expected a JSON array, got "
                              f"{type(value).__name__}: write one padded array per line")
@@ -207,9 +253,23 @@ def _parse_row(name: str, number: int, line: str, fmt: str) -> np.ndarray:
         raise InputError(f"{where(name, number)}: ragged row (steps of different sizes): "
                          "give every step the same number of features") from None
     if row.dtype.kind not in "biuf":
-        raise InputError(f"{where(name, number)}: expected numbers, got {row.dtype} values: "
-                         "map tokens to ids first with 'maskcli pad --vocab'")
+        step, bad = _first_non_number(value)
+        place = where(name, number, step=step)
+        if isinstance(bad, int):
+            raise InputError(f"{place}: the integer {bad} does not fit in 64 bits: "
+                             "give smaller ids, or write the value as a float")
+        raise InputError(f"{place}: {json.dumps(bad)} is not a number: give numbers only "
+                         "(map tokens to ids first with 'maskcli pad --vocab')")
     return row
+
+
+def _first_non_number(value: list) -> tuple[int, object]:
+    """The step and the first element of a row that numpy read as objects or
+    strings: not a number, or an integer beyond 64 bits."""
+    return next((step, element) for step, item in enumerate(value)
+                for element in (item if isinstance(item, list) else [item])
+                if not (isinstance(element, float)
+                        or isinstance(element, int) and _INT64_MIN <= element <= _UINT64_MAX))
 
 
 def _is_int(cell: str) -> bool:

@@ -137,14 +137,15 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                arch: str | None = None, loss: str | None = None, units: int | None = None,
                seed: int = 0, train_steps: int = 0, per_sample: bool = False, pad_value=0,
                verbose: bool = False, source: str = "inputs",
-               model_label: str | None = None) -> AuditReport:
+               model_label: str | None = None, targets_label: str = "targets") -> AuditReport:
     """Audit whether ``model``'s loss ignores the padding of ``inputs``.
 
     ``mask`` (True = real step) is the reference padding mask; without it the
     mask is derived from ``inputs`` and ``pad_value`` as Embedding(mask_zero)
     or Masking would, or from ``targets`` equal to ``target_pad``. ``model`` is
     a Keras model (compiled or not); without it the built-in ``arch`` is built.
-    Without ``targets``, synthetic ones from ``seed`` are used. ``train_steps``
+    Without ``targets``, synthetic ones from ``seed`` are used; messages call
+    them ``targets_label`` (e.g. ``targets y.npy``). ``train_steps``
     trains ``model`` in place before the audit. For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
@@ -153,8 +154,9 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     if train_steps < 0:
         raise UsageError(f"--train-steps must be 0 or more, got {train_steps}")
     if targets is not None:
-        targets = _checked_targets(targets, inputs)
-    reference_mask = _reference_mask(inputs, mask, targets, target_pad, pad_value, source)
+        targets = _checked_targets(targets, inputs, targets_label)
+    reference_mask = _reference_mask(inputs, mask, targets, target_pad, pad_value, source,
+                                     targets_label)
 
     keras = models.import_keras(verbose)
     keras.utils.set_random_seed(seed)
@@ -165,7 +167,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     with models.full_float32():
         audit = _Audit(model, label, spec, inputs, reference_mask, source,
                        target_pad is not None)
-        audit.set_targets(targets, seed)
+        audit.set_targets(targets, seed, targets_label)
         audit.train(train_steps)
         return audit.report(per_sample)
 
@@ -198,7 +200,8 @@ def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: st
         raise UsageError("--target-pad derives the mask from the targets: drop --mask, --mode "
                          "and --mask-value")
     padded = load_padded(input_path)
-    pad_value = parse_value(mask_value) if mask_value is not None else padded.pad_value
+    pad_value = (parse_value(mask_value, "--mask-value") if mask_value is not None
+                 else padded.numeric_pad_value("--mask-value"))
     pad_value = 0 if pad_value is None else pad_value
     targets = (load_array(targets_path, key="targets") if targets_path
                else padded.extra.get("targets"))
@@ -220,7 +223,9 @@ def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: st
                       model=model, arch=arch, loss=loss, units=units, seed=seed,
                       train_steps=train_steps, per_sample=per_sample, pad_value=pad_value,
                       verbose=verbose, source=padded.source,
-                      model_label=f"--model {model_path}" if model_path else None)
+                      model_label=f"--model {model_path}" if model_path else None,
+                      targets_label=f"targets {targets_path}" if targets_path
+                      else f"the targets in {padded.source}")
 
 
 def _file_mask(mask: np.ndarray, path: str, inputs: np.ndarray) -> np.ndarray:
@@ -250,7 +255,7 @@ def parse_target_pad(text: str):
             raise UsageError(f"--target-pad {text}: give a non-empty list of numbers, "
                              "e.g. [0, 0, 1]")
         return value
-    return parse_value(text)
+    return parse_value(text, "--target-pad")
 
 
 def target_padding_mask(targets: np.ndarray, target_pad, source: str = "targets") -> np.ndarray:
@@ -398,10 +403,10 @@ class _Audit:
         self.time_axis = self.out.ndim >= 3 and self.out.shape[:2] == self.mask.shape
         self.regularization = float(sum(float(v) for v in self.model.losses))
 
-    def set_targets(self, targets, seed: int) -> None:
+    def set_targets(self, targets, seed: int, label: str = "targets") -> None:
         if targets is None:
             targets = synthetic_targets(self.spec.kind, self.out.shape, seed)
-        self.y = _fitted_targets(targets, self.out.shape, self.spec, self.source)
+        self.y = _fitted_targets(targets, self.out.shape, self.spec, label)
         if self.time_axis:
             real_values = self.y[self.mask]
             if not np.isfinite(real_values.astype(float)).all():
@@ -710,7 +715,7 @@ def synthetic_targets(kind: str | None, shape: tuple, seed: int) -> np.ndarray:
 
 
 def _fitted_targets(targets: np.ndarray, out_shape: tuple, spec: _LossSpec,
-                    source: str) -> np.ndarray:
+                    label: str = "targets") -> np.ndarray:
     """Targets shaped as the loss takes them for an output of ``out_shape``."""
     shape = targets.shape
     if spec.kind == "sparse_categorical_crossentropy":
@@ -729,7 +734,7 @@ def _fitted_targets(targets: np.ndarray, out_shape: tuple, spec: _LossSpec,
         if shape[:2] == out_shape[:2] or (len(out_shape) == 2 and shape[:1] == out_shape[:1]):
             return targets
         expected = out_shape[:2]
-    raise InputError(f"targets of shape {shape} do not fit the model's output of shape "
+    raise InputError(f"{label} of shape {shape} do not fit the model's output of shape "
                      f"{out_shape} under {spec.name}: give targets of shape {expected}")
 
 
@@ -786,24 +791,25 @@ def _checked_inputs(inputs, source: str) -> np.ndarray:
     return inputs
 
 
-def _checked_targets(targets, inputs) -> np.ndarray:
+def _checked_targets(targets, inputs, label: str = "targets") -> np.ndarray:
     targets = np.asarray(targets)
     if targets.dtype.kind not in "biuf":
-        raise InputError(f"targets are {targets.dtype}, not numbers: give numeric targets")
+        raise InputError(f"{label} are {targets.dtype}, not numbers: give numeric targets")
     if targets.ndim == 0 or targets.shape[0] != inputs.shape[0]:
-        raise InputError(f"targets of shape {targets.shape} do not fit the {inputs.shape[0]} "
+        raise InputError(f"{label} of shape {targets.shape} do not fit the {inputs.shape[0]} "
                          "input sequences: give one target row per sequence")
     return targets
 
 
-def _reference_mask(inputs, mask, targets, target_pad, pad_value, source) -> np.ndarray:
+def _reference_mask(inputs, mask, targets, target_pad, pad_value, source,
+                    targets_label: str = "targets") -> np.ndarray:
     if target_pad is not None:
         if mask is not None:
             raise UsageError("--mask and --target-pad both define the padding: give one of them")
         if targets is None:
             raise UsageError("--target-pad needs the targets: give --targets FILE")
         if targets.shape[:2] != inputs.shape[:2]:
-            raise InputError(f"targets of shape {targets.shape} do not fit the inputs' "
+            raise InputError(f"{targets_label} of shape {targets.shape} do not fit the inputs' "
                              f"{inputs.shape[:2]} (sequences, steps): give per-step targets")
         reference = target_padding_mask(targets, target_pad)
         what = f"no target equals --target-pad {target_pad}"

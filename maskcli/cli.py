@@ -6,6 +6,7 @@ failed, 2 usage or input error (one ``Error:`` line on stderr).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from maskcli.errors import MaskcliError, UsageError
 # a test checks they equal the core's.
 ARCH_NAMES = ["embedding-lstm", "embedding-gru", "embedding-dense", "embedding-conv",
               "masking-lstm"]
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy and Keras take as a seed
 LOSS_NAMES = ["mse", "mae", "binary_crossentropy", "categorical_crossentropy",
               "sparse_categorical_crossentropy"]
 
@@ -30,7 +32,8 @@ class InputFailure(click.ClickException):
 
 
 class MaskcliGroup(click.Group):
-    """Turns domain errors into clean messages and a broken pipe into a quiet exit."""
+    """Turns domain errors into clean messages, a broken pipe into a quiet exit
+    and Ctrl-C into exit status 130."""
 
     def invoke(self, ctx):
         try:
@@ -38,11 +41,28 @@ class MaskcliGroup(click.Group):
         except MaskcliError as exc:
             raise InputFailure(str(exc)) from None
         except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, and keep Python's
-            # final flush of stdout from raising again.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            # The reader went away (`| head`): stop quietly.
+            _drop_stdout()
             ctx.exit(0)
+        except KeyboardInterrupt:
+            # Ctrl-C: -o files were removed on the way out. Exit 130, the
+            # shell's code for SIGINT, not 1, which means "the check failed".
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except OSError as exc:
+            # Inputs and -o files have messages of their own; what is left is
+            # standard output on a full or failing disk.
+            _drop_stdout()
+            place = exc.filename or "standard output"
+            raise InputFailure(f"writing {place} failed ({exc.strerror or exc}): "
+                               "free some space, or write elsewhere") from None
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's final flush cannot raise again."""
+    with contextlib.suppress(OSError):  # a stdout without a file descriptor (tests)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 @click.group(cls=MaskcliGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -153,7 +173,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
 @click.option("--unsafe", is_flag=True,
               help="Load a model whose loading runs code stored in it (trusted files only).")
 @click.option("--units", default=8, show_default=True, help="Units of the built-in model.")
-@click.option("--seed", default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the built-in model's weights and of the synthetic batch.")
 @click.option("--pad-value", metavar="V",
               help="The pad value of INPUT, to tell whether it is padded, and the mask_value of "
@@ -195,9 +215,9 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     padded = load_padded(input_path) if input_path is not None else None
     if pad_value is not None:
-        pad_value = parse_value(pad_value)
+        pad_value = parse_value(pad_value, "--pad-value")
     elif padded is not None:
-        pad_value = padded.pad_value
+        pad_value = padded.numeric_pad_value("--pad-value")
 
     from maskcli import models, trace  # loads TensorFlow: only now
 
@@ -368,7 +388,7 @@ def _stderr_is_terminal() -> bool:
 @click.option("--loss", type=click.Choice(LOSS_NAMES),
               help="Loss to audit (default mse; a compiled --model's own loss is audited).")
 @click.option("--units", type=click.IntRange(min=1), help="Width of a built-in model (default 8).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the built-in model's weights, the synthetic targets and training.")
 @click.option("--train-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train this many steps on the batch before auditing.")

@@ -82,9 +82,9 @@ def _not_equal(inputs: np.ndarray, value) -> np.ndarray:
     return np.asarray(inputs != value)
 
 
-def parse_value(text: str | float | int):
+def parse_value(text: str | float | int, option: str | None = None):
     """Parse a pad/mask value from the command line: an int, or a float such
-    as ``-1.5``, ``nan`` or ``-inf``."""
+    as ``-1.5``, ``nan`` or ``-inf``. ``option`` names it in the error."""
     if not isinstance(text, str):
         return text
     try:
@@ -94,4 +94,5 @@ def parse_value(text: str | float | int):
     try:
         return float(text)
     except ValueError:
-        raise UsageError(f"{text!r} is not a number: give a value such as 0, -1 or nan") from None
+        named = f"{option} {text!r}" if option else repr(text)
+        raise UsageError(f"{named} is not a number: give a value such as 0, -1 or nan") from None

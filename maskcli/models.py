@@ -12,13 +12,16 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from maskcli.errors import ModelError, UsageError
+from maskcli.limits import too_big
 
 # name -> (what it is, input rank it takes: 2 = token ids, 3 = feature vectors)
 ARCHS = {
@@ -92,6 +95,10 @@ def import_user_code(paths: list[str] | tuple[str, ...]) -> None:
         except Exception as exc:  # the user's code may raise anything
             raise ModelError(f"--import {spec_text}: importing it failed: "
                              f"{type(exc).__name__}: {exc}: fix the module") from None
+        except SystemExit as exc:
+            raise ModelError(f"--import {spec_text}: importing it called sys.exit({exc.code}): "
+                             "fix the module, e.g. guard its script part with "
+                             "if __name__ == '__main__'") from None
 
 
 def load_model(path: str, unsafe: bool = False, verbose: bool = False):
@@ -107,6 +114,10 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
     if p.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelError(f"--model {path}: not a .keras file: save the model with "
                          "model.save('model.keras')")
+    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
+        # Keras would say "File not found" about it
+        raise ModelError(f"--model {path}: not a loadable Keras model (not a zip archive, as "
+                         ".keras files are): give a file saved with model.save('model.keras')")
     keras = import_keras(verbose)
     try:
         return keras.saving.load_model(p, safe_mode=not unsafe)
@@ -117,9 +128,12 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
                 f"--model {path}: refused: loading it would run code stored in the file "
                 "(e.g. a Lambda layer's bytecode); if you trust the file, pass --unsafe") from None
         if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
+            # Keras names the missing object deep inside a long message
+            missing = re.search(r"Could not locate (\w+) '([^']+)'", text)
+            what = f"{missing[1]} '{missing[2]}'" if missing else _first_line(text)
             raise ModelError(
-                f"--model {path}: it uses a custom class Keras does not know ({_first_line(text)}): "
-                "pass --import FILE.py with the code that registers it "
+                f"--model {path}: it uses a custom object Keras does not know ({what}): "
+                "if it is your own code, pass --import FILE.py with the code that registers it "
                 "(keras.saving.register_keras_serializable)") from None
         raise ModelError(f"--model {path}: not a loadable Keras model ({_first_line(text)}): "
                          "give a file saved with model.save('model.keras')") from None
@@ -144,18 +158,26 @@ def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
                          f"use --arch {other}")
     if units < 1:
         raise UsageError(f"--units must be at least 1, got {units}")
-    keras = import_keras(verbose)
-    keras.utils.set_random_seed(seed)
-    layers = keras.layers
     if rank == 2:
         if inputs.dtype.kind not in "iu":
             raise UsageError(f"--arch {name} needs integer token ids, the data is {inputs.dtype}: "
                              "map tokens with 'maskcli pad --vocab', or use --arch masking-lstm")
         if inputs.size and inputs.min() < 0:
             raise UsageError(f"--arch {name} needs token ids >= 0, the data has {inputs.min()}")
-        vocab = int(inputs.max()) + 1 if inputs.size else 2
+        width = max(int(inputs.max()) + 1, 2) if inputs.size else 2  # the vocabulary
+    else:
+        width = inputs.shape[-1]
+    over = too_big(_weights_bytes(rank, width, units, out_units))
+    if over:
+        raise UsageError(f"--arch {name} with --units {units}: its weights would take {over}: "
+                         "give fewer --units" + (", or map tokens to small ids with "
+                                                 "'maskcli pad --vocab'" if rank == 2 else ""))
+    keras = import_keras(verbose)
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    if rank == 2:
         x_in = keras.Input(shape=(None,), dtype="int32", name="tokens")
-        x = layers.Embedding(max(vocab, 2), units, mask_zero=True, name="embedding")(x_in)
+        x = layers.Embedding(width, units, mask_zero=True, name="embedding")(x_in)
     else:
         x_in = keras.Input(shape=(None, inputs.shape[-1]), name="features")
         x = layers.Masking(mask_value=float(pad_value), name="masking")(x_in)
@@ -169,6 +191,16 @@ def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
         x = layers.Conv1D(units, 3, padding="same", name="conv1d")(x)
     out = layers.Dense(out_units, activation=out_activation, name="output")(x)
     return keras.Model(x_in, out, name=name)
+
+
+def _weights_bytes(rank: int, width: int, units: int, out_units: int) -> int:
+    """An upper bound of the bytes a built-in model's float32 weights take
+    while Keras builds them (each initial value is made, then copied in).
+    ``width`` is the vocabulary (rank 2) or the features per step (rank 3)."""
+    embedding = width * units if rank == 2 else 0
+    step_width = units if rank == 2 else width
+    recurrent = 4 * units * (step_width + units + 1)  # 4 gates: kernel, recurrent kernel, bias
+    return 2 * 4 * (embedding + recurrent + units * out_units + out_units)
 
 
 def keras_mask(tensor):

@@ -15,18 +15,22 @@ which is a ``ValueError``) or does the documented thing:
 - ``dtype=str`` is sized to the longest token (Keras keeps one character);
 - a pad value or an integer that does not fit the dtype: error, never wraparound;
 - no sequences at all: an empty ``(0, maxlen or 0)`` array (Keras crashes);
-- ``maxlen=0``: a valid ``(n, 0)`` array, the limit of truncation (Keras crashes).
+- ``maxlen=0``: a valid ``(n, 0)`` array, the limit of truncation (Keras crashes);
+- a padded array larger than this machine's memory: error before allocating it
+  (Keras raises MemoryError, or the system kills it).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from maskcli.errors import InputError, UsageError, where
+from maskcli.limits import too_big
 
 SIDES = ("pre", "post")
 _SUPPORTED = "int32, int64, float32, float64 or str"
@@ -159,7 +163,23 @@ def steps_to_values(steps: list, chunk: Ragged) -> np.ndarray:
         values = None  # numpy cannot stack steps of different shapes
     if values is None:
         raise InputError(_ragged_step_message(steps, chunk))
+    if values.dtype.kind == "U":  # numpy turns numbers among strings into strings
+        _refuse_mixed_types(steps, chunk)
     return values
+
+
+def _refuse_mixed_types(steps: list, chunk: Ragged) -> None:
+    """Name the first element whose type (string or number) differs from the first one's."""
+    first = None
+    for index, step in enumerate(steps):
+        for item in step if isinstance(step, list) else (step,):
+            if first is None:
+                first = item
+            elif isinstance(item, str) != isinstance(first, str):
+                raise InputError(
+                    f"{chunk.place_of_step(index)}: {json.dumps(item)} among "
+                    f"{'strings' if isinstance(first, str) else 'numbers'} (mixed element "
+                    "types): give numbers only (token ids), or strings only (tokens)")
 
 
 def _ragged_step_message(steps: list, chunk: Ragged) -> str:
@@ -290,6 +310,31 @@ def _item(values: np.ndarray, index: tuple):
     return item.item() if isinstance(item, np.generic) else item
 
 
+def padded_dtype(dtype: np.dtype, options: PadOptions) -> np.dtype:
+    """The dtype of the padded array: a str dtype widens to hold the pad value."""
+    if dtype.kind == "U":
+        return np.result_type(dtype, np.dtype(f"<U{len(options.value)}"))
+    return dtype
+
+
+def check_memory(rows: int, step_shape: tuple, dtype: np.dtype, options: PadOptions,
+                 maxlen: int) -> None:
+    """Refuse, before allocating it, a padded array (and its mask) of ``rows``
+    sequences that would not fit in memory."""
+    width = options.width(maxlen)
+    over = too_big(rows * width * (math.prod(step_shape) * dtype.itemsize + 1))
+    if not over:
+        return
+    if width > maxlen:
+        fix = "give a smaller --pad-to-multiple-of"
+    elif options.maxlen is not None:
+        fix = "give a smaller --maxlen"
+    else:
+        fix = f"give --maxlen to truncate (the longest sequence has {maxlen} steps)"
+    sequences = f"{rows} sequence{'s' if rows != 1 else ''}"
+    raise UsageError(f"padding {sequences} to {width} steps would take {over}: {fix}")
+
+
 def pad_chunk(chunk: Ragged, options: PadOptions, maxlen: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad a chunk already cast to ``options.dtype``: return ``(padded, mask)``.
 
@@ -301,9 +346,8 @@ def pad_chunk(chunk: Ragged, options: PadOptions, maxlen: int) -> tuple[np.ndarr
     values, lengths = chunk.values, chunk.lengths
     width = options.width(maxlen)
     kept = np.minimum(lengths, maxlen)
-    dtype = values.dtype
-    if dtype.kind == "U":
-        dtype = np.result_type(dtype, np.dtype(f"<U{len(options.value)}"))
+    dtype = padded_dtype(values.dtype, options)
+    check_memory(len(lengths), values.shape[1:], dtype, options, maxlen)
     padded = np.full((len(lengths), width) + values.shape[1:], options.value, dtype=dtype)
     columns = np.arange(width)
     if options.padding == "post":

@@ -18,7 +18,7 @@ import numpy as np
 from maskcli import readers, writers
 from maskcli.errors import UsageError
 from maskcli.files import STDIN, atomic_output, open_source, refuse_overwrite
-from maskcli.padding import PadOptions, Ragged, cast, pad_chunk
+from maskcli.padding import PadOptions, Ragged, cast, check_memory, pad_chunk, padded_dtype
 from maskcli.vocab import Vocabulary, build_vocabulary, load_vocabulary, save_vocabulary
 
 
@@ -74,6 +74,9 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
         writer = writers.open_writer(stream, fmt, options.dtype)
         shape = None
         for chunk in _at_least_one(chunks, options):
+            if writer.keeps_chunks:  # every padded chunk is kept until close
+                check_memory(report.sequences + len(chunk.lengths), chunk.values.shape[1:],
+                             padded_dtype(chunk.values.dtype, options), options, maxlen)
             padded, mask = pad_chunk(chunk, options, maxlen)
             writer.write(padded, mask, chunk.lengths)
             report.sequences += len(chunk.lengths)

@@ -259,6 +259,9 @@ def _parse_jsonl(lines: list[str], field: str | None, source: str, first_line: i
             detail = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
             raise InputError(f"{where(source, number)}: malformed JSON ({detail}): fix the line; "
                              "each line holds one JSON array, e.g. [1, 2, 3]") from None
+        except RecursionError:
+            raise InputError(f"{where(source, number)}: JSON nested too deeply: each line holds "
+                             "one array of tokens or of feature vectors, e.g. [1, 2, 3]") from None
         numbers.append(number)
     return _records_to_chunk(records, field, source, first_sequence, literals, numbers)
 
@@ -274,6 +277,9 @@ def _json_chunks(data: bytes, options: ReadOptions, source: str) -> Iterator[Rag
     except json.JSONDecodeError as exc:
         raise InputError(f"{where(source, exc.lineno)}: malformed JSON ({exc.msg}, column "
                          f"{exc.colno}): fix it; the file holds one JSON array of arrays") from None
+    except RecursionError:
+        raise InputError(f"{source}: JSON nested too deeply: the file holds one array of "
+                         "sequences, e.g. [[1, 2], [3]]") from None
     if not isinstance(records, list):
         raise InputError(f"{source}: expected a JSON array of sequences, got "
                          f"{_JSON_TYPES.get(type(records), 'a value')}: write [[1, 2], [3]], "

@@ -64,6 +64,8 @@ def open_writer(stream: BinaryIO, fmt: str, dtype: np.dtype | None = None):
 class RowWriter:
     """jsonl, csv and tsv: each chunk's rows are written as soon as they arrive."""
 
+    keeps_chunks = False
+
     def __init__(self, stream: BinaryIO, fmt: str):
         self.stream, self.fmt = stream, fmt
         self.ints = IntRows(", " if fmt == "jsonl" else "\t" if fmt == "tsv" else ",",
@@ -107,6 +109,8 @@ class NpyWriter:
     place with the final row count: numpy's header keeps room for that, and
     the file is byte for byte what ``np.save`` writes."""
 
+    keeps_chunks = False
+
     def __init__(self, stream: BinaryIO):
         self.stream = stream
         self.rows = 0
@@ -131,7 +135,11 @@ class NpyWriter:
 
 
 class ArrayWriter:
-    """npy and npz: chunks are kept and written out once, in order, at ``close``."""
+    """npz, and npy that cannot stream (a pipe, or flexible ``str`` whose width is
+    known only at the end): chunks are kept and written out once, in order, at
+    ``close``."""
+
+    keeps_chunks = True
 
     def __init__(self, stream: BinaryIO, fmt: str):
         self.stream, self.fmt = stream, fmt

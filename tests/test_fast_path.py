@@ -265,3 +265,18 @@ def test_npy_to_a_pipe_or_of_flexible_strings_is_kept_until_the_end():
     assert isinstance(open_writer(Pipe(), "npy", np.dtype(np.int32)), ArrayWriter)
     assert isinstance(open_writer(io.BytesIO(), "npy", np.dtype(str)), ArrayWriter)
     assert isinstance(open_writer(io.BytesIO(), "npy", np.dtype("<U4")), NpyWriter)
+
+
+def test_npy_file_streams_past_the_memory_check_that_npz_needs(tmp_path, monkeypatch):
+    """An npy file keeps no rows: only each chunk must fit, not the whole array."""
+    from maskcli import limits
+
+    monkeypatch.setattr(limits, "memory_limit", lambda: 1 << 20)
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 1000)
+    source = tmp_path / "seq.jsonl"
+    source.write_bytes(b"[1, 2, 3]\n" * 1000)
+    args = ["pad", source, "--maxlen", 200, "--dtype", "int64"]  # 1.7 MB with the mask
+    invoke([*args, "-o", tmp_path / "out.npy"])
+    assert np.load(tmp_path / "out.npy").shape == (1000, 200)
+    result = invoke([*args, "-o", tmp_path / "out.npz"], exit_code=2)
+    assert "more than the 1.0 MB of memory here" in result.stderr

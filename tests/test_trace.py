@@ -184,6 +184,9 @@ CASES = {
 @pytest.fixture(scope="module")
 def traced():
     """Each case's model, its synthetic inputs and its trace, built once."""
+    # Auto names ("multiply") count up per process: start from a clean count
+    # whatever other test modules built first.
+    keras.backend.clear_session()
     results = {}
     for case, (build, _, _) in CASES.items():
         model = build()
