@@ -296,8 +296,10 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
 @click.option("--to", "fmt_out", type=click.Choice(["auto", "jsonl", "csv", "tsv", "npy", "npz"]),
               default="auto", show_default=True,
               help="Output format; auto goes by the extension of -o, jsonl on standard output.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar (shown on a terminal when a file takes over a second).")
 def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_of, vocab,
-        save_vocab, fmt_in, field, sep, output, fmt_out):
+        save_vocab, fmt_in, field, sep, output, fmt_out, quiet):
     """Pad and truncate sequences exactly like keras.utils.pad_sequences.
 
     INPUT is a jsonl, json or text file, or - for standard input (the default).
@@ -330,8 +332,17 @@ def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_o
             raise click.BadParameter(str(exc), param_hint="'--value'") from None
     options = PadOptions.make(maxlen, parsed_dtype, padding, truncating, value, pad_to_multiple_of)
     read = ReadOptions(fmt_in, field, "\t" if sep == "\\t" else sep)
-    report = pad_file(input, output, options=options, read=read, to=fmt_out, vocab=vocab,
-                      save_vocab=save_vocab)
+    progress = None
+    if not quiet and _stderr_is_terminal():
+        from maskcli.render_progress import ProgressBar
+
+        progress = ProgressBar("padding")
+    try:
+        report = pad_file(input, output, options=options, read=read, to=fmt_out, vocab=vocab,
+                          save_vocab=save_vocab, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if report.truncated:
         side = "front" if truncating == "pre" else "end"
         click.echo(f"warning: {report.truncated} of {report.sequences} sequences were longer than "
@@ -343,6 +354,10 @@ def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_o
     if not report.sequences:
         click.echo(f"warning: {report.source} holds no sequences: wrote an empty array of shape "
                    f"{report.shape}", err=True)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 @main.command("audit-loss")

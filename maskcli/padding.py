@@ -242,10 +242,15 @@ def cast(chunk: Ragged, dtype: np.dtype) -> Ragged:
                 f"is not a whole number and the dtype is {dtype}: to keep fractions, "
                 "use the dtype float32 (--dtype float32)")
     info = np.iinfo(dtype)
-    _refuse(chunk, _out_of_range(values, info),
-            f"is out of range for {dtype} ({info.min}..{info.max}): use a wider dtype such as "
-            "int64 (--dtype int64)")
+    if kind == "f" or not _within(values, info):  # min and max first: no per-value arrays
+        _refuse(chunk, _out_of_range(values, info),
+                f"is out of range for {dtype} ({info.min}..{info.max}): use a wider dtype such as "
+                "int64 (--dtype int64)")
     return replace(chunk, values=values.astype(dtype))
+
+
+def _within(values: np.ndarray, info: np.iinfo) -> bool:
+    return not values.size or (info.min <= values.min() and values.max() <= info.max)
 
 
 def _numbers_from_objects(chunk: Ragged, dtype: np.dtype) -> np.ndarray:
@@ -352,14 +357,21 @@ def pad_chunk(chunk: Ragged, options: PadOptions, maxlen: int) -> tuple[np.ndarr
     if (kept == lengths).all():
         padded[mask] = values
     else:
-        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        position = np.arange(len(values)) - starts  # of each step within its sequence
-        if options.truncating == "post":
-            keep = position < np.repeat(kept, lengths)
-        else:
-            keep = position >= np.repeat(lengths - kept, lengths)
-        padded[mask] = values[keep]
+        padded[mask] = values[_kept_steps(lengths, kept, options.truncating)]
     return padded, mask
+
+
+def _kept_steps(lengths: np.ndarray, kept: np.ndarray, truncating: str) -> np.ndarray:
+    """True for each step that truncation keeps, over all steps of all sequences.
+
+    Each sequence is a run of kept steps and a run of cut ones (cut first for
+    ``pre``): one ``np.repeat`` of alternating flags, no per-step positions.
+    """
+    cut = lengths - kept
+    runs = np.empty(2 * len(lengths), dtype=np.int64)
+    runs[0::2], runs[1::2] = (kept, cut) if truncating == "post" else (cut, kept)
+    flags = np.array([truncating == "post", truncating == "pre"])
+    return np.repeat(np.tile(flags, len(lengths)), runs)
 
 
 def pad_ragged(values, lengths, maxlen=None, dtype="int32", padding="pre", truncating="pre",

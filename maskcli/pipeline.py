@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass, replace
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -39,8 +39,13 @@ class PadReport:
 def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = PadOptions(),
              read: readers.ReadOptions = readers.ReadOptions(), to: str = "auto",
              vocab: str | None = None, save_vocab: str | None = None,
-             stdout: BinaryIO | None = None) -> PadReport:
-    """Pad the sequences of ``input`` into ``output`` (``-``: ``stdout``)."""
+             stdout: BinaryIO | None = None,
+             progress: Callable[[int, int | None], None] | None = None) -> PadReport:
+    """Pad the sequences of ``input`` into ``output`` (``-``: ``stdout``).
+
+    ``progress``, if given, is called as the input is read with the bytes read
+    so far and the input's size (None for standard input).
+    """
     fmt = writers.output_format(output, to)
     _check_paths(input, output, vocab, save_vocab)
     if (vocab or save_vocab) and options.dtype.kind not in "iu":
@@ -51,7 +56,8 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
     report = PadReport()
     with open_source(input) as source, contextlib.ExitStack() as outputs:
         report.source = source.name
-        chunks: Iterable[Ragged] = readers.read_chunks(source, read)
+        report_progress = None if progress is None else (lambda done: progress(done, source.size))
+        chunks: Iterable[Ragged] = readers.read_chunks(source, read, progress=report_progress)
         if save_vocab:
             chunks = list(chunks)
             vocabulary = build_vocabulary(chunks)
@@ -65,10 +71,10 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
         stream = stdout or sys.stdout.buffer
         if output != STDIN:
             stream = outputs.enter_context(atomic_output(output))
-        writer = writers.open_writer(stream, fmt)
+        writer = writers.open_writer(stream, fmt, options.dtype)
         shape = None
         for chunk in _at_least_one(chunks, options):
-            if fmt in writers.BINARY_FORMATS:  # every padded chunk is kept until close
+            if writer.keeps_chunks:  # every padded chunk is kept until close
                 check_memory(report.sequences + len(chunk.lengths), chunk.values.shape[1:],
                              padded_dtype(chunk.values.dtype, options), options, maxlen)
             padded, mask = pad_chunk(chunk, options, maxlen)

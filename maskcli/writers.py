@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,6 +27,7 @@ import numpy as np
 import numpy.lib.format as npy_format
 
 from maskcli.errors import UsageError
+from maskcli.fastformat import IntRows
 from maskcli.files import STDIN
 
 OUTPUT_FORMATS = ("auto", "jsonl", "csv", "tsv", "npy", "npz")
@@ -52,19 +52,30 @@ def output_format(path: str, fmt: str = "auto") -> str:
     return _EXTENSIONS[suffix]
 
 
-def open_writer(stream: BinaryIO, fmt: str):
+def open_writer(stream: BinaryIO, fmt: str, dtype: np.dtype | None = None):
     """A writer of padded chunks to ``stream``: ``write(padded, mask, lengths)`` per
-    chunk, then ``close(meta)`` once."""
+    chunk, then ``close(meta)`` once. ``dtype``: the output dtype, if known
+    (a flexible ``str`` is not: its width comes from the longest token)."""
+    if fmt == "npy" and dtype is not None and dtype.itemsize and stream.seekable():
+        return NpyWriter(stream)
     return ArrayWriter(stream, fmt) if fmt in BINARY_FORMATS else RowWriter(stream, fmt)
 
 
 class RowWriter:
     """jsonl, csv and tsv: each chunk's rows are written as soon as they arrive."""
 
+    keeps_chunks = False
+
     def __init__(self, stream: BinaryIO, fmt: str):
         self.stream, self.fmt = stream, fmt
+        self.ints = IntRows(", " if fmt == "jsonl" else "\t" if fmt == "tsv" else ",",
+                            brackets=fmt == "jsonl")
 
     def write(self, padded: np.ndarray, mask: np.ndarray, lengths: np.ndarray) -> None:
+        text = self.ints.format(padded)  # None: not a 2-D integer array it can print
+        if text is not None:
+            self.stream.write(text)
+            return
         if self.fmt == "jsonl" and padded.dtype.kind in "iu":
             rows = list(map(str, padded.tolist()))  # Python prints a list of ints as JSON
         elif self.fmt == "jsonl":
@@ -92,8 +103,43 @@ class RowWriter:
         """Rows carry no metadata."""
 
 
+class NpyWriter:
+    """npy to a file: each chunk goes to disk as it arrives, so memory stays
+    bounded. The header is written first for zero rows, then rewritten in
+    place with the final row count: numpy's header keeps room for that, and
+    the file is byte for byte what ``np.save`` writes."""
+
+    keeps_chunks = False
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.rows = 0
+        self.header = None
+
+    def write(self, padded: np.ndarray, mask: np.ndarray, lengths: np.ndarray) -> None:
+        if self.header is None:
+            self.dtype = padded.dtype
+            self.header = {"descr": npy_format.dtype_to_descr(self.dtype),
+                           "fortran_order": False, "shape": (0,) + padded.shape[1:]}
+            self.start = self.stream.tell()
+            npy_format.write_array_header_1_0(self.stream, self.header)
+        self.stream.write(np.ascontiguousarray(padded, dtype=self.dtype).data)
+        self.rows += len(padded)
+
+    def close(self, meta: dict) -> None:
+        end = self.stream.tell()
+        self.header["shape"] = (self.rows,) + self.header["shape"][1:]
+        self.stream.seek(self.start)
+        npy_format.write_array_header_1_0(self.stream, self.header)
+        self.stream.seek(end)
+
+
 class ArrayWriter:
-    """npy and npz: chunks are kept and written out once, in order, at ``close``."""
+    """npz, and npy that cannot stream (a pipe, or flexible ``str`` whose width is
+    known only at the end): chunks are kept and written out once, in order, at
+    ``close``."""
+
+    keeps_chunks = True
 
     def __init__(self, stream: BinaryIO, fmt: str):
         self.stream, self.fmt = stream, fmt
@@ -114,6 +160,8 @@ class ArrayWriter:
         arrays = {"inputs": (self.padded, dtype), "mask": (self.masks, np.dtype(bool)),
                   "lengths": (self.lengths, np.dtype(np.int64)),
                   "meta": ([meta_text], meta_text.dtype)}
+        import zipfile  # only here: pad's start-up stays light for the other formats
+
         with zipfile.ZipFile(self.stream, "w", compression=zipfile.ZIP_STORED,
                              allowZip64=True) as archive:
             for name, (parts, part_dtype) in arrays.items():
