@@ -74,8 +74,10 @@ def main():
     maskcli pad data.jsonl --padding post -o padded.npz
     maskcli inspect-mask padded.npz
     maskcli audit-loss padded.npz
+    maskcli trace-mask --model model.keras padded.npz
 
-    Exit status: 0 ok, 1 the check failed, 2 usage or input error.
+    A mask is True at real steps (Keras' polarity). Exit status: 0 ok,
+    1 the check failed, 2 usage or input error, 130 interrupted.
     """
 
 

@@ -1,6 +1,7 @@
 """Package-level contracts: version, entry points, fast start."""
 
 import subprocess
+from pathlib import Path
 import sys
 
 import maskcli
@@ -34,3 +35,14 @@ def test_core_imports_neither_click_nor_rich():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_every_command_has_help_and_a_readme_section():
+    from maskcli.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert sorted(main.commands) == ["audit-loss", "inspect-mask", "pad", "trace-mask"]
+    for name, command in main.commands.items():
+        assert command.help and command.help.strip(), name
+        assert f"\n## maskcli {name}\n" in readme, name
+        assert f" {name} [OPTIONS]" in invoke([name, "--help"]).stdout.splitlines()[0]
