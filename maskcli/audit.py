@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -391,8 +390,9 @@ class _Audit:
             y_pred = self.model(self.inputs, training=False)
         except Exception as exc:  # the user's model may raise anything
             raise ModelError(f"{self.label} cannot run on {self.source} (shape "
-                             f"{self.inputs.shape}): {_first_line(exc)}: give inputs that fit the "
-                             "model (shape, dtype, token ids below its vocabulary size)") from None
+                             f"{self.inputs.shape}): {models.first_line(exc)}: give inputs that "
+                             "fit the model (shape, dtype, token ids below its vocabulary size)"
+                             ) from None
         if isinstance(y_pred, (list, tuple, dict)):
             raise ModelError(f"{self.label} has several outputs: audit-loss audits a "
                              "single-output model; save one model per output")
@@ -438,7 +438,7 @@ class _Audit:
                 self.model.fit(self.inputs, self.y, batch_size=len(self.inputs), epochs=steps,
                                shuffle=False, verbose=0)
             except Exception as exc:
-                raise ModelError(f"training {self.label} failed: {_first_line(exc)}: "
+                raise ModelError(f"training {self.label} failed: {models.first_line(exc)}: "
                                  "check the targets and the model's optimizer") from None
         self.notes.append(f"audited after {steps} training steps on the whole batch")
         self._forward()
@@ -479,7 +479,7 @@ class _Audit:
                                            verbose=0, return_dict=True)
             except Exception as exc:
                 raise ModelError(f"Keras could not compute the loss of {self.label} on "
-                                 f"{self.source}: {_first_line(exc)}: check that the targets "
+                                 f"{self.source}: {models.first_line(exc)}: check that the targets "
                                  "fit the loss") from None
 
     def _references(self) -> None:
@@ -546,7 +546,7 @@ class _Audit:
             return models.compiled_loss(self.model, y, self.out, self.out_mask)
         except Exception as exc:  # a custom loss may refuse odd targets
             raise ModelError(f"the loss of {self.label} failed on probe targets: "
-                             f"{_first_line(exc)}") from None
+                             f"{models.first_line(exc)}") from None
 
     def padding_gradient(self) -> Check:
         grad = models.compiled_loss_gradient(self.model, self.y, self.out, self.out_mask)
@@ -573,7 +573,7 @@ class _Audit:
         except Exception as exc:  # a layer may insist on the original length
             fixed = f"{reason.split(':')[0]} and" if reason else "the model"
             return Check("forward-invariance", "skipped", detail=(
-                f"{fixed} cannot run on another length ({_first_line(exc)})"))
+                f"{fixed} cannot run on another length ({models.first_line(exc)})"))
         tolerance = FORWARD_RTOL * max(1.0, float(np.nanmax(np.abs(self.out))))
         worst = max(alone, extended)
         ok = worst <= tolerance
@@ -900,10 +900,3 @@ def _show(value) -> str:
         return f"{float(value):.6g}"
     return "[" + ", ".join(f"{float(v):g}" for v in np.ravel(value)) + "]"
 
-
-def _first_line(exc: Exception) -> str:
-    """The informative line of an exception (Keras wraps the cause in a
-    generic first line and terminal colour codes)."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
-    lines = [line for line in lines if line and not line.startswith("Exception encountered")]
-    return (lines[0] if lines else type(exc).__name__)[:200]
