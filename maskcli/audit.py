@@ -811,7 +811,7 @@ def _reference_mask(inputs, mask, targets, target_pad, pad_value, source,
         if targets.shape[:2] != inputs.shape[:2]:
             raise InputError(f"{targets_label} of shape {targets.shape} do not fit the inputs' "
                              f"{inputs.shape[:2]} (sequences, steps): give per-step targets")
-        reference = target_padding_mask(targets, target_pad)
+        reference = target_padding_mask(targets, target_pad, targets_label)
         what = f"no target equals --target-pad {target_pad}"
     elif mask is not None:
         reference = step_mask(np.asarray(mask))
