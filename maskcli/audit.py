@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskcli import models
+from maskcli import models, trace
+from maskcli.arrays import load_array, load_padded
 from maskcli.errors import InputError, MaskcliError, ModelError, UsageError
-from maskcli.masks import compute_mask, default_mode, step_mask
+from maskcli.masks import compute_mask, default_mode, parse_value, step_mask
 
 LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
           "sparse_categorical_crossentropy")
@@ -43,7 +44,6 @@ DEFAULT_METRIC = {"mse": "mae", "mae": "mse", "binary_crossentropy": "binary_acc
 LARGE_TARGET = 1e6       # the padded targets of the target-invariance probe
 EXTRA_PADDING = 4        # steps added on the padding side by forward-invariance
 SYNTHETIC_CLASSES = 4    # classes of synthetic targets for the categorical losses
-TRACE_SEQUENCES = 64     # sequences a mask trace runs to find the layer that drops the mask
 FORWARD_RTOL = 1e-5      # outputs run alone vs in the batch: float32 matmul blocking differs
 _EPS32 = float(np.finfo(np.float32).eps)
 
@@ -184,9 +184,6 @@ def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: st
     ``mode``/``mask_value`` as in inspect-mask; or from the targets with
     ``target_pad``. ``imports`` run the user's own code before loading.
     """
-    from maskcli.arrays import load_array, load_padded
-    from maskcli.masks import parse_value
-
     derive = mode is not None or mask_value is not None
     if unsafe and not model_path:
         raise UsageError("--unsafe applies to --model only: drop it")
@@ -240,8 +237,6 @@ def _file_mask(mask: np.ndarray, path: str, inputs: np.ndarray) -> np.ndarray:
 def parse_target_pad(text: str):
     """Parse ``--target-pad``: a number (``-100``, ``0``) or a JSON list of
     numbers (a one-hot padding class such as ``[0, 0, 1]``)."""
-    from maskcli.masks import parse_value
-
     text = text.strip()
     if text.startswith("["):
         try:
@@ -355,10 +350,8 @@ def likely_cause(audit: "_Audit", failed: list[str]) -> str:
 
 def _where_mask_dies(audit: "_Audit") -> str:
     """The first layer that drops the mask, from a layer-by-layer trace, with its fix."""
-    from maskcli import trace
-
     try:
-        rows = trace.trace_mask(audit.model, audit.inputs[:TRACE_SEQUENCES])
+        rows = trace.trace_mask(audit.model, audit.inputs[:trace.SAMPLE_SIZE])
     except MaskcliError:  # e.g. a subclassed model, whose call() cannot be walked
         rows = []
     leak = trace.first_leak(rows)

@@ -209,7 +209,7 @@ def keras_mask(tensor):
     Keras 3 keeps it in a private attribute (or, for tensors that cannot hold
     one, a side table); its backend helper is the one reader that knows both.
     """
-    from keras.src.backend import get_keras_mask
+    from keras.src.backend import get_keras_mask  # not public API; stable since Keras 3.0
 
     return get_keras_mask(tensor)
 
@@ -230,10 +230,8 @@ def full_float32():
 
 
 def output_mask(tensor) -> np.ndarray | None:
-    """The Keras mask riding on ``tensor`` (True = real step), or None."""
-    from keras.src.backend import get_keras_mask  # not public API; stable since Keras 3.0
-
-    mask = get_keras_mask(tensor)
+    """The Keras mask riding on ``tensor`` (True = real step), as numpy, or None."""
+    mask = keras_mask(tensor)
     return None if mask is None else np.asarray(mask).astype(bool)
 
 

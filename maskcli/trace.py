@@ -42,8 +42,8 @@ STATUSES = ("creates", "propagates", "consumes", "drops", "none")
 SYNTHETIC_STEPS = 6
 SYNTHETIC_FEATURES = 4
 SYNTHETIC_VOCAB = 10
-# How many sequences of INPUT are run: the trace depends on the layers, not
-# on the values, so a sample is enough.
+# How many sequences a trace runs (of INPUT, or of audit-loss' batch): the
+# trace depends on the layers, not on the values, so a sample is enough.
 SAMPLE_SIZE = 64
 
 
