@@ -1,7 +1,8 @@
 """maskcli: pad sequences, inspect masks and audit masked losses for Keras.
 
-The library core (this package minus ``cli.py`` and ``render.py``) imports
-neither click nor rich, and TensorFlow only where a model runs.
+The library core (this package minus ``cli.py`` and the ``render*.py``
+modules) imports neither click nor rich, and TensorFlow only where a model
+runs (through ``models.py``).
 
 Polarity, stated once for the whole package: a ``mask`` is a boolean array
 whose True marks a REAL step (Keras' convention); False marks padding.

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskcli import models
+from maskcli import models, trace
+from maskcli.arrays import load_array, load_padded
 from maskcli.errors import InputError, MaskcliError, ModelError, UsageError
-from maskcli.masks import compute_mask, default_mode, step_mask
+from maskcli.masks import compute_mask, default_mode, parse_value, step_mask
 
 LOSSES = ("mse", "mae", "binary_crossentropy", "categorical_crossentropy",
           "sparse_categorical_crossentropy")
@@ -44,7 +44,6 @@ DEFAULT_METRIC = {"mse": "mae", "mae": "mse", "binary_crossentropy": "binary_acc
 LARGE_TARGET = 1e6       # the padded targets of the target-invariance probe
 EXTRA_PADDING = 4        # steps added on the padding side by forward-invariance
 SYNTHETIC_CLASSES = 4    # classes of synthetic targets for the categorical losses
-TRACE_SEQUENCES = 64     # sequences a mask trace runs to find the layer that drops the mask
 FORWARD_RTOL = 1e-5      # outputs run alone vs in the batch: float32 matmul blocking differs
 _EPS32 = float(np.finfo(np.float32).eps)
 
@@ -185,9 +184,6 @@ def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: st
     ``mode``/``mask_value`` as in inspect-mask; or from the targets with
     ``target_pad``. ``imports`` run the user's own code before loading.
     """
-    from maskcli.arrays import load_array, load_padded
-    from maskcli.masks import parse_value
-
     derive = mode is not None or mask_value is not None
     if unsafe and not model_path:
         raise UsageError("--unsafe applies to --model only: drop it")
@@ -241,8 +237,6 @@ def _file_mask(mask: np.ndarray, path: str, inputs: np.ndarray) -> np.ndarray:
 def parse_target_pad(text: str):
     """Parse ``--target-pad``: a number (``-100``, ``0``) or a JSON list of
     numbers (a one-hot padding class such as ``[0, 0, 1]``)."""
-    from maskcli.masks import parse_value
-
     text = text.strip()
     if text.startswith("["):
         try:
@@ -356,10 +350,8 @@ def likely_cause(audit: "_Audit", failed: list[str]) -> str:
 
 def _where_mask_dies(audit: "_Audit") -> str:
     """The first layer that drops the mask, from a layer-by-layer trace, with its fix."""
-    from maskcli import trace
-
     try:
-        rows = trace.trace_mask(audit.model, audit.inputs[:TRACE_SEQUENCES])
+        rows = trace.trace_mask(audit.model, audit.inputs[:trace.SAMPLE_SIZE])
     except MaskcliError:  # e.g. a subclassed model, whose call() cannot be walked
         rows = []
     leak = trace.first_leak(rows)
@@ -391,8 +383,9 @@ class _Audit:
             y_pred = self.model(self.inputs, training=False)
         except Exception as exc:  # the user's model may raise anything
             raise ModelError(f"{self.label} cannot run on {self.source} (shape "
-                             f"{self.inputs.shape}): {_first_line(exc)}: give inputs that fit the "
-                             "model (shape, dtype, token ids below its vocabulary size)") from None
+                             f"{self.inputs.shape}): {models.first_line(exc)}: give inputs that "
+                             "fit the model (shape, dtype, token ids below its vocabulary size)"
+                             ) from None
         if isinstance(y_pred, (list, tuple, dict)):
             raise ModelError(f"{self.label} has several outputs: audit-loss audits a "
                              "single-output model; save one model per output")
@@ -438,7 +431,7 @@ class _Audit:
                 self.model.fit(self.inputs, self.y, batch_size=len(self.inputs), epochs=steps,
                                shuffle=False, verbose=0)
             except Exception as exc:
-                raise ModelError(f"training {self.label} failed: {_first_line(exc)}: "
+                raise ModelError(f"training {self.label} failed: {models.first_line(exc)}: "
                                  "check the targets and the model's optimizer") from None
         self.notes.append(f"audited after {steps} training steps on the whole batch")
         self._forward()
@@ -479,7 +472,7 @@ class _Audit:
                                            verbose=0, return_dict=True)
             except Exception as exc:
                 raise ModelError(f"Keras could not compute the loss of {self.label} on "
-                                 f"{self.source}: {_first_line(exc)}: check that the targets "
+                                 f"{self.source}: {models.first_line(exc)}: check that the targets "
                                  "fit the loss") from None
 
     def _references(self) -> None:
@@ -546,7 +539,7 @@ class _Audit:
             return models.compiled_loss(self.model, y, self.out, self.out_mask)
         except Exception as exc:  # a custom loss may refuse odd targets
             raise ModelError(f"the loss of {self.label} failed on probe targets: "
-                             f"{_first_line(exc)}") from None
+                             f"{models.first_line(exc)}") from None
 
     def padding_gradient(self) -> Check:
         grad = models.compiled_loss_gradient(self.model, self.y, self.out, self.out_mask)
@@ -573,7 +566,7 @@ class _Audit:
         except Exception as exc:  # a layer may insist on the original length
             fixed = f"{reason.split(':')[0]} and" if reason else "the model"
             return Check("forward-invariance", "skipped", detail=(
-                f"{fixed} cannot run on another length ({_first_line(exc)})"))
+                f"{fixed} cannot run on another length ({models.first_line(exc)})"))
         tolerance = FORWARD_RTOL * max(1.0, float(np.nanmax(np.abs(self.out))))
         worst = max(alone, extended)
         ok = worst <= tolerance
@@ -811,7 +804,7 @@ def _reference_mask(inputs, mask, targets, target_pad, pad_value, source,
         if targets.shape[:2] != inputs.shape[:2]:
             raise InputError(f"{targets_label} of shape {targets.shape} do not fit the inputs' "
                              f"{inputs.shape[:2]} (sequences, steps): give per-step targets")
-        reference = target_padding_mask(targets, target_pad)
+        reference = target_padding_mask(targets, target_pad, targets_label)
         what = f"no target equals --target-pad {target_pad}"
     elif mask is not None:
         reference = step_mask(np.asarray(mask))
@@ -900,10 +893,3 @@ def _show(value) -> str:
         return f"{float(value):.6g}"
     return "[" + ", ".join(f"{float(v):g}" for v in np.ravel(value)) + "]"
 
-
-def _first_line(exc: Exception) -> str:
-    """The informative line of an exception (Keras wraps the cause in a
-    generic first line and terminal colour codes)."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
-    lines = [line for line in lines if line and not line.startswith("Exception encountered")]
-    return (lines[0] if lines else type(exc).__name__)[:200]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskcli.arrays import Padded, load_padded
-from maskcli.errors import InputError, MaskcliError, UsageError
+from maskcli.errors import InputError, MaskcliError
 from maskcli.masks import compute_mask, default_mode, parse_value, step_mask
 
 # Stable ids, in the order they are reported.
@@ -184,14 +184,13 @@ def _resolve_value(given, recorded, inputs: np.ndarray, source: str):
         return 0
     if inputs.dtype.kind in "US":
         return str(value)
+    if given is not None:
+        return parse_value(given, "--mask-value")
     if not isinstance(value, str):
         return value
     try:
         return parse_value(value)
     except MaskcliError:
-        if given is not None:
-            raise UsageError(f"--mask-value {value!r} is not a number: "
-                             "give a value such as 0, -1 or nan") from None
         raise InputError(f"{source}: the pad value {value!r} in 'meta' is not a number: "
                          "give the mask value with --mask-value") from None
 

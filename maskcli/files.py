@@ -32,10 +32,6 @@ class Source:
     size: int | None  # bytes, when known (regular files only)
 
 
-def display_name(path: str) -> str:
-    return "<stdin>" if path == STDIN else path
-
-
 @contextlib.contextmanager
 def open_source(path: str | os.PathLike = STDIN) -> Iterator[Source]:
     """Open ``path`` (or standard input for ``-``) for binary reading.

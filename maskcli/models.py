@@ -122,7 +122,7 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
     try:
         return keras.saving.load_model(p, safe_mode=not unsafe)
     except Exception as exc:  # Keras raises many kinds for a bad file
-        text = str(exc)
+        text, line = str(exc), first_line(exc, "unknown error")
         if "safe_mode" in text or "unsafe" in text.lower() and "deserializ" in text.lower():
             raise ModelError(
                 f"--model {path}: refused: loading it would run code stored in the file "
@@ -130,12 +130,12 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
         if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
             # Keras names the missing object deep inside a long message
             missing = re.search(r"Could not locate (\w+) '([^']+)'", text)
-            what = f"{missing[1]} '{missing[2]}'" if missing else _first_line(text)
+            what = f"{missing[1]} '{missing[2]}'" if missing else line
             raise ModelError(
                 f"--model {path}: it uses a custom object Keras does not know ({what}): "
                 "if it is your own code, pass --import FILE.py with the code that registers it "
                 "(keras.saving.register_keras_serializable)") from None
-        raise ModelError(f"--model {path}: not a loadable Keras model ({_first_line(text)}): "
+        raise ModelError(f"--model {path}: not a loadable Keras model ({line}): "
                          "give a file saved with model.save('model.keras')") from None
 
 
@@ -209,7 +209,7 @@ def keras_mask(tensor):
     Keras 3 keeps it in a private attribute (or, for tensors that cannot hold
     one, a side table); its backend helper is the one reader that knows both.
     """
-    from keras.src.backend import get_keras_mask
+    from keras.src.backend import get_keras_mask  # not public API; stable since Keras 3.0
 
     return get_keras_mask(tensor)
 
@@ -230,10 +230,8 @@ def full_float32():
 
 
 def output_mask(tensor) -> np.ndarray | None:
-    """The Keras mask riding on ``tensor`` (True = real step), or None."""
-    from keras.src.backend import get_keras_mask  # not public API; stable since Keras 3.0
-
-    mask = get_keras_mask(tensor)
+    """The Keras mask riding on ``tensor`` (True = real step), as numpy, or None."""
+    mask = keras_mask(tensor)
     return None if mask is None else np.asarray(mask).astype(bool)
 
 
@@ -304,7 +302,8 @@ def free_length_model(model):
         rebuilt.set_weights(model.get_weights())
     except Exception as exc:  # any layer may refuse a free length (Flatten -> Dense)
         return None, (f"the model takes a fixed length of {length} steps and cannot be rebuilt "
-                      f"with a free length ({type(exc).__name__}: {_first_line(str(exc))})")
+                      f"with a free length ({type(exc).__name__}: "
+                      f"{first_line(exc, 'unknown error')})")
     return rebuilt, f"the model takes a fixed length of {length} steps: rebuilt with a free length"
 
 
@@ -352,6 +351,16 @@ def _stderr_fd_silenced():
         os.close(devnull)
 
 
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    return line[:200]
+def first_line(error: BaseException | str, empty: str | None = None) -> str:
+    """The informative line of an error's message, at most 200 characters.
+
+    Keras wraps a layer's error in a generic first line ("Exception
+    encountered when calling ...") and terminal colour codes: the cause is
+    the line below. ``empty`` (default: the exception's class name) stands in
+    for a message with no line.
+    """
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Exception encountered")]
+    if lines:
+        return lines[0][:200]
+    return empty if empty is not None else type(error).__name__

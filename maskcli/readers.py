@@ -284,9 +284,10 @@ def _json_chunks(data: bytes, options: ReadOptions, source: str) -> Iterator[Rag
         raise InputError(f"{source}: expected a JSON array of sequences, got "
                          f"{_JSON_TYPES.get(type(records), 'a value')}: write [[1, 2], [3]], "
                          "or use --from jsonl for one object per line")
+    literals = _has_literals(text)  # once: it scans the whole text
     for start in range(0, len(records), JSON_CHUNK):
         yield _records_to_chunk(records[start:start + JSON_CHUNK], options.field, source, start,
-                                _has_literals(text))
+                                literals)
 
 
 def _records_to_chunk(records: list, field: str | None, source: str, first_sequence: int,

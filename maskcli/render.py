@@ -1,4 +1,4 @@
-"""Rich rendering of an ``inspect-mask`` report. The only module importing rich.
+"""Rich rendering of an ``inspect-mask`` report.
 
 Imported by the command only when it displays (or saves an SVG), so that
 json and npy output never pay for rich.

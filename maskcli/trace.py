@@ -34,7 +34,7 @@ import numpy as np
 
 from maskcli.errors import InputError, ModelError, where
 from maskcli.masks import compute_mask, default_mode
-from maskcli.models import ARCHS, import_keras, keras_mask
+from maskcli.models import ARCHS, first_line, import_keras, keras_mask
 
 STATUSES = ("creates", "propagates", "consumes", "drops", "none")
 # The synthetic batch used when no INPUT is given: three sequences of 6, 4
@@ -42,8 +42,8 @@ STATUSES = ("creates", "propagates", "consumes", "drops", "none")
 SYNTHETIC_STEPS = 6
 SYNTHETIC_FEATURES = 4
 SYNTHETIC_VOCAB = 10
-# How many sequences of INPUT are run: the trace depends on the layers, not
-# on the values, so a sample is enough.
+# How many sequences a trace runs (of INPUT, or of audit-loss' batch): the
+# trace depends on the layers, not on the values, so a sample is enough.
 SAMPLE_SIZE = 64
 
 
@@ -84,8 +84,8 @@ def trace_mask(model, inputs) -> list[TraceRow]:
     except Exception as exc:  # the model's own layers may raise anything
         at = f" at {_describe(rows[-1])}" if rows else ""
         raise ModelError(f"running model '{model.name}' failed{at} ({type(exc).__name__}: "
-                         f"{_first_line(exc)}): check that the data fits the model's input "
-                         f"{[tuple(ref.shape) for ref in graph.inputs]}") from None
+                         f"{first_line(exc, 'no message')}): check that the data fits the "
+                         f"model's input {[tuple(ref.shape) for ref in graph.inputs]}") from None
     return rows
 
 
@@ -441,7 +441,8 @@ def _graph(model, inputs=None):
             model(_as_list(inputs)[0])  # a Sequential without an Input builds on first call
         except Exception as exc:  # the model's own layers may raise anything
             raise ModelError(f"running model '{model.name}' failed ({type(exc).__name__}: "
-                             f"{_first_line(exc)}): check that the data fits its first layer") from None
+                             f"{first_line(exc, 'no message')}): check that the data fits its "
+                             "first layer") from None
         graph = _inner_graph(model)
     if graph is None:
         raise ModelError(
@@ -498,11 +499,6 @@ def _keras():
     """Keras, imported once through ``import_keras``; once loaded it is taken
     as is, so a later call does not undo the log settings of ``--verbose``."""
     return sys.modules.get("keras") or import_keras()
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else "no message"
 
 
 def _is_int_dtype(dtype) -> bool:

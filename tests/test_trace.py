@@ -313,6 +313,16 @@ def test_a_failing_run_names_the_layer():
         trace.trace_mask(model, np.full((2, 5), 99, "int32"))
 
 
+def test_a_failing_run_names_the_cause_keras_wraps():
+    # Keras wraps a layer's error in "Exception encountered when calling ...":
+    # the message gives the line below it, the cause.
+    model = CASES["conv1d"][0]()
+    with pytest.raises(ModelError) as failure:
+        trace.trace_mask(model, np.full((2, 5), 99, "int32"))
+    assert "Exception encountered" not in str(failure.value)
+    assert re.search(r"\(InvalidArgumentError: .*99 is not in \[0, \d+\)", str(failure.value))
+
+
 def test_padded_batch_is_seeded_and_post_padded():
     ids = trace.padded_batch(vocab=5, seed=3)
     assert ids.shape == (3, 6) and ids.dtype == np.int32
