@@ -145,12 +145,11 @@ def parse_jsonl_ints(data: bytes) -> Parsed | None:
     return Parsed(values, lengths, lines, _line_ends(data, len(newlines)))
 
 
-def parse_text_ints(data: bytes, skip_blank: bool = True) -> Parsed | None:
+def parse_text_ints(data: bytes) -> Parsed | None:
     """Parse lines of whitespace-separated integers, e.g. ``1 -2 3``.
 
     Returns :class:`Parsed`, or None when ``data`` holds anything else.
-    Blank lines are skipped, or with ``skip_blank=False`` read as empty
-    sequences. Leading zeros are fine (``007`` is 7), as for Python's ``int``.
+    A blank line is an empty sequence, as in pad's text format. Leading zeros are fine (``007`` is 7), as for Python's ``int``.
     """
     u = _bytes_array(data, _TEXT_BYTES)
     if u is None:
@@ -170,15 +169,7 @@ def parse_text_ints(data: bytes, skip_blank: bool = True) -> Parsed | None:
     newlines += _PAD - 1
     lengths = np.diff(np.searchsorted(starts, newlines))
     lines = np.arange(1, len(lengths) + 1, dtype=np.int64)
-    if skip_blank and not lengths.all():
-        real = lengths > 0
-        lengths, lines = lengths[real], lines[real]
     return Parsed(values, lengths, lines, _line_ends(data, len(newlines)))
-
-
-def parse_text_ints_keep_blank(data: bytes) -> Parsed | None:
-    """:func:`parse_text_ints` where a blank line is an empty sequence."""
-    return parse_text_ints(data, skip_blank=False)
 
 
 def _line_ends(data: bytes, newlines: int) -> int:

@@ -155,7 +155,7 @@ def _fast_parser(fmt: str, options: ReadOptions):
     if fmt == "jsonl" and options.field is None:
         return fastparse.parse_jsonl_ints
     if fmt == "text" and options.sep is None and options.numbers:
-        return fastparse.parse_text_ints_keep_blank
+        return fastparse.parse_text_ints
     return None
 
 

@@ -45,12 +45,11 @@ def reference_jsonl(data: bytes):
     return sequences, lines
 
 
-def reference_text(data: bytes, skip_blank: bool = True):
+def reference_text(data: bytes):
+    """A blank line is an empty sequence, as in pad's text format."""
     sequences, lines = [], []
     for number, line in enumerate(_lines(data), 1):
         tokens = line.split()
-        if not tokens and skip_blank:
-            continue
         try:
             sequence = [int(token) for token in tokens]
         except ValueError:
@@ -143,10 +142,10 @@ def test_jsonl_reads_what_json_loads_reads(data):
 
 
 @SETTINGS
-@given(text_documents(), st.booleans())
-def test_text_reads_what_int_reads(data, skip_blank):
-    assert_same(parse_text_ints(data, skip_blank), reference_text(data, skip_blank))
-    assert parse_text_ints(data, skip_blank).newlines == data.count(b"\n")
+@given(text_documents())
+def test_text_reads_what_int_reads(data):
+    assert_same(parse_text_ints(data), reference_text(data))
+    assert parse_text_ints(data).newlines == data.count(b"\n")
 
 
 # --- inputs near the grammar: read exactly, or fall back ----------------------
@@ -178,10 +177,9 @@ def test_jsonl_never_misreads(data):
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(mutated(text_documents(), TEXT_NOISE), st.booleans())
-def test_text_never_misreads(data, skip_blank):
-    assert_sound(lambda d: parse_text_ints(d, skip_blank),
-                 lambda d: reference_text(d, skip_blank), data)
+@given(mutated(text_documents(), TEXT_NOISE))
+def test_text_never_misreads(data):
+    assert_sound(parse_text_ints, reference_text, data)
 
 
 # --- edge cases, named ---------------------------------------------------------
@@ -219,18 +217,17 @@ def test_jsonl_falls_back(data):
     assert parse_jsonl_ints(data) is None
 
 
-@pytest.mark.parametrize("data, skip_blank, values, lengths, lines", [
-    (b"", True, [], [], []),
-    (b"1 2 3", True, [1, 2, 3], [3], [1]),
-    (b"1\t2\r\n\r\n-3 007 -0\n", True, [1, 2, -3, 7, 0], [2, 3], [1, 3]),
-    (b"1\t2\r\n\r\n-3 007 -0\n", False, [1, 2, -3, 7, 0], [2, 0, 3], [1, 2, 3]),
-    (b"\n\n", False, [], [0, 0], [1, 2]),
-    (b"  5  \n", True, [5], [1], [1]),
+@pytest.mark.parametrize("data, values, lengths, lines", [
+    (b"", [], [], []),
+    (b"1 2 3", [1, 2, 3], [3], [1]),
+    (b"1\t2\r\n\r\n-3 007 -0\n", [1, 2, -3, 7, 0], [2, 0, 3], [1, 2, 3]),
+    (b"\n\n", [], [0, 0], [1, 2]),
+    (b"  5  \n", [5], [1], [1]),
 ])
-def test_text_edge_cases(data, skip_blank, values, lengths, lines):
-    got = parse_text_ints(data, skip_blank)
+def test_text_edge_cases(data, values, lengths, lines):
+    got = parse_text_ints(data)
     assert (got[0].tolist(), got[1].tolist(), got[2].tolist()) == (values, lengths, lines)
-    assert_same(got, reference_text(data, skip_blank))
+    assert_same(got, reference_text(data))
 
 
 @pytest.mark.parametrize("data", [
