@@ -98,7 +98,7 @@ def load_padded(path: str = STDIN, fmt: str = "auto") -> Padded:
         lengths = arrays.pop("lengths", None)
         meta = _parse_meta(name, arrays.pop("meta", None))
         if mask is not None:
-            mask = _check_mask(name, mask, inputs)
+            mask = check_mask(name, mask, inputs)
         return Padded(_check_dtype(name, inputs), name, mask, lengths, meta, arrays)
     return Padded(_check_dtype(name, _load_dense(name, data, fmt)), name)
 
@@ -128,16 +128,18 @@ def _check_dtype(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _check_mask(name: str, mask: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-    if mask.shape != inputs.shape[:2] and mask.shape != inputs.shape:
-        raise InputError(f"{name}: mask shape {mask.shape} does not fit inputs shape "
-                         f"{inputs.shape}: expected {inputs.shape[:2]}")
-    if mask.dtype != bool:
-        if not np.isin(mask, (0, 1)).all():
-            raise InputError(f"{name}: mask holds values other than 0/1 or True/False: "
-                             "give a boolean mask with True = real step")
-        mask = mask.astype(bool)
-    return mask
+def check_mask(name: str, mask, inputs: np.ndarray) -> np.ndarray:
+    """Return ``mask`` as booleans (True = real step) if it fits ``inputs``:
+    one value per step (sequences, steps), or per value; 0/1 are accepted."""
+    mask = np.asarray(mask)
+    if mask.shape not in (inputs.shape[:2], inputs.shape):
+        raise InputError(f"{name}: mask of shape {mask.shape} does not fit the inputs of shape "
+                         f"{inputs.shape}: give a {inputs.shape[:2]} (sequences, steps) mask, "
+                         "True = real step")
+    if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
+        raise InputError(f"{name}: mask holds values other than 0/1 or True/False: "
+                         "give a boolean mask with True = real step")
+    return mask.astype(bool)
 
 
 def _load_npy(name: str, data: bytes) -> np.ndarray:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskcli import models, trace
-from maskcli.arrays import load_array, load_padded
+from maskcli.arrays import check_mask, load_array, load_padded
 from maskcli.errors import InputError, MaskcliError, ModelError, UsageError
 from maskcli.masks import compute_mask, default_mode, parse_value, step_mask
 
@@ -203,7 +203,7 @@ def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: st
                else padded.extra.get("targets"))
     mask = None
     if mask_path:
-        mask = _file_mask(load_array(mask_path, key="mask"), mask_path, padded.inputs)
+        mask = check_mask(mask_path, load_array(mask_path, key="mask"), padded.inputs)
     elif derive:
         mask = compute_mask(padded.inputs, mode, pad_value)
     elif target_pad is None:
@@ -222,16 +222,6 @@ def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: st
                       model_label=f"--model {model_path}" if model_path else None,
                       targets_label=f"targets {targets_path}" if targets_path
                       else f"the targets in {padded.source}")
-
-
-def _file_mask(mask: np.ndarray, path: str, inputs: np.ndarray) -> np.ndarray:
-    if mask.shape not in (inputs.shape[:2], inputs.shape):
-        raise InputError(f"{path}: mask of shape {mask.shape} does not fit the inputs of shape "
-                         f"{inputs.shape}: give a (sequences, steps) mask, True = real step")
-    if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
-        raise InputError(f"{path}: the mask holds values other than 0/1 or True/False: "
-                         "give a boolean mask with True = real step")
-    return mask.astype(bool)
 
 
 def parse_target_pad(text: str):

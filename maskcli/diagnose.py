@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskcli.arrays import Padded, load_padded
-from maskcli.errors import InputError, MaskcliError
+from maskcli.arrays import Padded, check_mask, load_padded
+from maskcli.errors import InputError
 from maskcli.masks import compute_mask, default_mode, parse_value, step_mask
 
 # Stable ids, in the order they are reported.
@@ -133,7 +133,7 @@ def inspect_mask(data, *, mode: str | None = None, mask_value=None,
             "pad the sequences first with 'maskcli pad'")
     if inputs.shape[0] == 0:
         raise InputError(f"{padded.source} holds no sequences: give at least one padded sequence")
-    value = _resolve_value(mask_value, padded.pad_value, inputs, padded.source)
+    value = _resolve_value(mask_value, padded)
     value_mode = mode or default_mode(inputs)
     value_mask = compute_mask(inputs, value_mode, value)
     recorded = padded.mask
@@ -167,32 +167,22 @@ def _as_padded(data, mask) -> Padded:
     else:
         padded = Padded(np.asarray(data), "<array>")
     if mask is not None:
-        padded = Padded(padded.inputs, padded.source, np.asarray(mask, dtype=bool),
+        padded = Padded(padded.inputs, padded.source,
+                        check_mask(padded.source, mask, padded.inputs),
                         padded.lengths, padded.meta, padded.extra)
-        fits = padded.mask.shape in (padded.inputs.shape[:2], padded.inputs.shape)
-        if not fits:
-            raise InputError(f"{padded.source}: mask shape {padded.mask.shape} does not fit "
-                             f"inputs shape {padded.inputs.shape}: give one value per step")
     return padded
 
 
-def _resolve_value(given, recorded, inputs: np.ndarray, source: str):
+def _resolve_value(given, padded: Padded):
     """The mask value: given (``--mask-value``), else recorded in the npz
     meta, else 0; a number, or a string for string data."""
-    value = given if given is not None else recorded
-    if value is None:
-        return 0
-    if inputs.dtype.kind in "US":
-        return str(value)
+    if padded.inputs.dtype.kind in "US":
+        value = given if given is not None else padded.pad_value
+        return 0 if value is None else str(value)
     if given is not None:
         return parse_value(given, "--mask-value")
-    if not isinstance(value, str):
-        return value
-    try:
-        return parse_value(value)
-    except MaskcliError:
-        raise InputError(f"{source}: the pad value {value!r} in 'meta' is not a number: "
-                         "give the mask value with --mask-value") from None
+    recorded = padded.numeric_pad_value("--mask-value")
+    return 0 if recorded is None else recorded
 
 
 # --- where the padding sits -------------------------------------------------

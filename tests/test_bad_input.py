@@ -194,7 +194,8 @@ READERS = [
          "{d}/meta.npz: the pad value [0, 1] in 'meta'", "write the file with 'maskcli pad'"),
     Case("npz-mask-wrong-shape", inspect("mask.npz"),
          {"mask.npz": npz(inputs=IDS, mask=np.ones((2, 4), dtype=bool))},
-         "{d}/mask.npz: mask shape (2, 4)", "expected (2, 3)"),
+         "{d}/mask.npz: mask of shape (2, 4) does not fit the inputs of shape (2, 3)",
+         "give a (2, 3) (sequences, steps) mask"),
     Case("npz-mask-not-boolean", inspect("mask.npz"), {"mask.npz": npz(inputs=IDS, mask=IDS)},
          "{d}/mask.npz: mask holds values other than 0/1", "give a boolean mask"),
     # files that cannot be read
@@ -469,7 +470,7 @@ AUDIT = [
     Case("audit-mask-file-does-not-fit", audit("{d}/ids.npy", "--mask", "{d}/mask.npy"),
          {"ids.npy": npy(IDS), "mask.npy": npy(np.ones((2, 4), dtype=bool))},
          "{d}/mask.npy: mask of shape (2, 4) does not fit the inputs of shape (2, 3)",
-         "give a (sequences, steps) mask"),
+         "give a (2, 3) (sequences, steps) mask"),
     Case("audit-mask-value-not-a-number", audit("{d}/ids.npy", "--mask-value", "pad"),
          {"ids.npy": npy(IDS)}, "--mask-value 'pad' is not a number",
          "give a value such as 0, -1 or nan"),

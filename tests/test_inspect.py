@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pty
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import pytest
 from maskcli import MaskReport, inspect_mask
 from maskcli.arrays import Padded
 from maskcli.diagnose import DIAGNOSTICS, LOCATIONS
+from maskcli.errors import InputError
 from tests.conftest import invoke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -445,7 +447,7 @@ def svg_text(path) -> str:
     (["missing.npz"], None, "no such file"),
     (["--mask-value", "abc"], npy_bytes(POST), "--mask-value 'abc' is not a number"),
     ([], npz_bytes(POST, mask=POST != 0, value="<pad>"),
-     "the pad value '<pad>' in 'meta' is not a number"),
+     "the pad value '<pad>' in 'meta' is not a number: give the pad value with --mask-value"),
     (["--mode", "masking"], npy_bytes(POST), "needs 3-D data"),
     (["--mode", "embedding"], npy_bytes(np.zeros((2, 3, 2))), "needs 2-D token ids"),
     (["--mode", "lstm"], npy_bytes(POST), "Invalid value for '--mode'"),
@@ -454,7 +456,8 @@ def svg_text(path) -> str:
     ([], npy_bytes(np.zeros((0, 4))), "holds no sequences"),
     ([], b"", "is empty"),
     ([], b"[1, 2]\n[3]\n", "the data is not padded"),
-    ([], npz_bytes(POST, mask=np.ones((3, 5))), "does not fit inputs shape"),
+    ([], npz_bytes(POST, mask=np.ones((3, 5))),
+     "does not fit the inputs of shape (3, 4): give a (3, 4) (sequences, steps) mask"),
 ])
 def test_errors(args, payload, expected):
     result = invoke(["inspect-mask", *args], input=payload, exit_code=2)
@@ -574,3 +577,12 @@ def test_a_closed_pipe_ends_the_display_quietly(tmp_path):
         proc.stdout.close()  # as `| head` does
         assert proc.wait(timeout=60) == 0
         assert proc.stderr.read() == b""
+
+
+@pytest.mark.parametrize("mask, message", [
+    (np.ones((1, 3), dtype=bool), "mask of shape (1, 3) does not fit the inputs of shape (1, 4)"),
+    (np.array([[1, 2, 0, 0]]), "mask holds values other than 0/1 or True/False"),
+])
+def test_a_library_mask_must_fit_and_be_boolean(mask, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        inspect_mask(np.array([[5, 3, 0, 0]]), mask=mask)
