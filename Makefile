@@ -1,6 +1,7 @@
 # Two entry points, both doing all set-up from a bare python3:
 #   make demo  - create .venv, install maskcli, run the pipeline on sample_data/
-#   make test  - same set-up, then the whole test suite
+#   make test  - same set-up, then lint (ruff), the layer contracts (import-linter)
+#                and the whole test suite
 PYTHON ?= python3
 # bash with pipefail, so a failing first stage of a demo pipeline fails make.
 SHELL := /bin/bash
@@ -33,6 +34,8 @@ demo: $(STAMP)
 		|| echo "exit status $$?: padding leaks, as expected for embedding-conv" >&2
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)

@@ -116,7 +116,7 @@ def read_output(path: Path, kind: str) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     # One padded row of integers per line: read it with maskcli's own fast
     # parser, 8 MB at a time (json.loads on 64 million numbers would take GBs).
-    from maskcli.fastparse import parse_jsonl_ints
+    from maskcli.formats.fastparse import parse_jsonl_ints
 
     values, widths = [], set()
     with open(path, "rb") as f:
@@ -167,8 +167,8 @@ def parse_routes(path: Path, limit: int) -> None:
     tried for the fast path, in this process, and print their throughput."""
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-    from maskcli import readers
-    from maskcli.fastparse import keep_freed_memory, parse_jsonl_ints
+    from maskcli.formats import readers
+    from maskcli.formats.fastparse import keep_freed_memory, parse_jsonl_ints
 
     keep_freed_memory()  # as maskcli pad does
     with open(path, "rb") as f:

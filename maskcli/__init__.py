@@ -1,8 +1,8 @@
 """maskcli: pad sequences, inspect masks and audit masked losses for Keras.
 
-The library core (this package minus ``cli.py`` and the ``render*.py``
-modules) imports neither click nor rich, and TensorFlow only where a model
-runs (through ``models.py``).
+The layers, bottom to top (each imports only those below it):
+``core`` (numpy), ``formats`` (files), ``keras`` (the only one that imports
+keras/tensorflow, lazily), ``render`` (rich), and ``cli``/``api`` on top.
 
 Polarity, stated once for the whole package: a ``mask`` is a boolean array
 whose True marks a REAL step (Keras' convention); False marks padding.
@@ -10,15 +10,16 @@ whose True marks a REAL step (Keras' convention); False marks padding.
 
 __version__ = "0.1.0"
 
-from maskcli.errors import MaskcliError, InputError, UsageError  # noqa: E402
+from maskcli.core.errors import InputError, MaskcliError, UsageError  # noqa: E402
 
 # Everything below loads numpy (or more) on first use only, so that
 # `maskcli --help` and `import maskcli` stay fast.
 _LAZY = {
-    "pad_sequences": "maskcli.padding",
-    "inspect_mask": "maskcli.diagnose",
-    "MaskReport": "maskcli.diagnose",
-    "audit_loss": "maskcli.audit",  # TensorFlow itself loads only when a model runs
+    "pad_sequences": "maskcli.core.padding",
+    "inspect_mask": "maskcli.api",
+    "MaskReport": "maskcli.core.diagnose",
+    "audit_loss": "maskcli.keras.audit",  # TensorFlow itself loads only when a model runs
+    "trace_mask": "maskcli.keras.trace",
 }
 
 __all__ = ["__version__", "MaskcliError", "InputError", "UsageError", *_LAZY]

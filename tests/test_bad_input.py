@@ -24,9 +24,9 @@ import shutil
 import socket
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -509,7 +509,7 @@ def saved_models(tmp_path_factory) -> dict[str, Path]:
     """Small saved models: ``ids`` (Embedding(20) -> LSTM), ``lambda`` (a Lambda
     layer, refused by safe mode; its mask is consumed before the Lambda, so the
     trace passes), ``os_system`` (its config names ``os.system`` as an activation)."""
-    from maskcli.models import import_keras
+    from maskcli.keras.models import import_keras
 
     keras = import_keras()
     layers = keras.layers

@@ -1,8 +1,8 @@
 """Package-level contracts: version, entry points, fast start."""
 
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import maskcli
 from tests.conftest import invoke
@@ -30,7 +30,8 @@ def test_help_does_not_import_tensorflow():
 
 
 def test_core_imports_neither_click_nor_rich():
-    code = ("import sys\nimport maskcli, maskcli.masks, maskcli.arrays, maskcli.files, maskcli.models\n"
+    code = ("import sys\nimport maskcli, maskcli.core.masks, maskcli.formats.arrays\n"
+            "import maskcli.formats.files, maskcli.keras.models\n"
             "print(sorted(m for m in ('click', 'rich', 'tensorflow', 'keras') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,95 @@
+"""``maskcli inspect-mask``: the mask Keras would build, shown and diagnosed."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from maskcli.core.errors import UsageError
+
+
+@click.command("inspect-mask")
+@click.argument("input", default="-", metavar="[INPUT]")
+@click.option("--mode", type=click.Choice(["embedding", "masking", "elementwise"]),
+              help="Build the mask as Embedding(mask_zero=True), Masking, or per value. "
+                   "[default: the npz mask, else embedding for 2-D and masking for 3-D data]")
+@click.option("--mask-value", metavar="V",
+              help="The pad id / mask value. [default: the npz meta value, else 0]")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "npy"]),
+              help="What goes to standard output. [default: table on a terminal, else json]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the mask to FILE (.npy).")
+@click.option("--polarity", type=click.Choice(["keep", "ignore"]), default="keep", show_default=True,
+              help="keep: True at real steps (Keras); ignore: True at padded steps "
+                   "(PyTorch key_padding_mask).")
+@click.option("--as-int", is_flag=True,
+              help="Write the mask as 1/0 int64 (Hugging Face attention_mask) instead of booleans.")
+@click.option("--rows", type=click.IntRange(min=0), default=20, show_default=True,
+              help="How many sequences the grid shows.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any diagnostic fires (for CI).")
+@click.option("--svg", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Save the display as an SVG image.")
+@click.pass_context
+def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as_int, rows,
+                         strict, svg):
+    """Build the mask Keras would build from padded data, show it and diagnose it.
+
+    \b
+    maskcli inspect-mask padded.npz
+    maskcli pad data.jsonl --padding post | maskcli inspect-mask
+    maskcli inspect-mask features.npy --mode masking --mask-value -1
+    maskcli inspect-mask padded.npz -o mask.npy --polarity ignore
+    maskcli inspect-mask padded.npz --format json --strict > report.json
+
+    The mask is True at REAL steps (Keras' polarity) unless --polarity ignore.
+    Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
+    pre-padding-rnn, mixed-padding-sides, mask-mismatch (see the README).
+    """
+    import io
+
+    import numpy as np
+
+    from maskcli.core.diagnose import inspect_mask
+    from maskcli.core.masks import with_polarity
+    from maskcli.formats.arrays import load_padded
+    from maskcli.formats.files import atomic_output, refuse_overwrite
+
+    terminal = sys.stdout.isatty()
+    fmt = fmt or ("table" if terminal else "json")
+    if fmt == "npy" and terminal:
+        raise UsageError("--format npy writes binary data: redirect standard output "
+                         "(> mask.npy) or use -o mask.npy")
+    targets = [path for path in (output, svg) if path]
+    if len(targets) == 2 and os.path.abspath(output) == os.path.abspath(svg):
+        raise UsageError(f"-o and --svg both name {output}: give two different files")
+    for target in targets:
+        refuse_overwrite(target, input)
+
+    report = inspect_mask(load_padded(input), mode=mode, mask_value=mask_value)
+    written = with_polarity(report.mask, polarity, as_int)
+    if output:
+        with atomic_output(output) as handle:
+            np.save(handle, written)
+    if fmt == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, written)
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
+    elif fmt == "json":
+        click.echo(json.dumps(report.to_dict()))
+    if fmt == "table" or svg:
+        from maskcli.render import inspect as render
+
+        console = render.make_console(to_stdout=fmt == "table", record=bool(svg))
+        render.show(console, report, rows=rows, polarity=polarity, as_int=as_int)
+        if svg:
+            with atomic_output(svg) as handle:
+                handle.write(render.svg(console, report).encode())
+    if fmt != "table":
+        for diagnostic in report.diagnostics:
+            click.echo(f"warning: {diagnostic.id}: {diagnostic.message}", err=True)
+    if strict and report.diagnostics:
+        ctx.exit(1)

@@ -1,0 +1,107 @@
+"""``maskcli pad``: raw sequences in, padded arrays out."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from maskcli.core.errors import MaskcliError
+
+
+@click.command("pad")
+@click.argument("input", default="-", metavar="[INPUT]")
+@click.option("--maxlen", type=click.IntRange(min=0), metavar="N",
+              help="Pad and truncate to N steps [default: the longest sequence].")
+@click.option("--padding", type=click.Choice(["pre", "post"]), default="pre", show_default=True,
+              help="Pad before or after each sequence (Keras' default: pre).")
+@click.option("--truncating", type=click.Choice(["pre", "post"]), default="pre",
+              show_default=True, help="Cut long sequences at the front or the end.")
+@click.option("--value", "value_text", default="0", show_default=True, metavar="V",
+              help="Pad value: a number (nan and -inf too), or a string with --dtype str.")
+@click.option("--dtype", default="int32", show_default=True, metavar="D",
+              help="Output dtype: int32, int64, float32, float64, str (as wide as the longest "
+                   "token), ...")
+@click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="K",
+              help="Round the padded length up to a multiple of K.")
+@click.option("--vocab", metavar="FILE",
+              help="Map string tokens to ids with this vocabulary: line i holds the token of "
+                   "id i; id 0 is padding, id 1 out-of-vocabulary.")
+@click.option("--save-vocab", metavar="FILE",
+              help="Build the vocabulary from the input (most frequent first), write it to "
+                   "FILE and map tokens with it.")
+@click.option("--from", "fmt_in", type=click.Choice(["auto", "jsonl", "json", "text"]),
+              default="auto", show_default=True,
+              help="Input format; auto goes by the extension (.jsonl/.ndjson, .json, .txt) "
+                   "and sniffs standard input.")
+@click.option("--field", metavar="NAME",
+              help="jsonl/json of objects: the key holding each sequence, e.g. input_ids.")
+@click.option("--sep", metavar="TEXT",
+              help="text: the token separator, '\\t' for a tab [default: any whitespace].")
+@click.option("-o", "--output", default="-", metavar="PATH",
+              help="Output file, written only on success [default: standard output].")
+@click.option("--to", "fmt_out", type=click.Choice(["auto", "jsonl", "csv", "tsv", "npy", "npz"]),
+              default="auto", show_default=True,
+              help="Output format; auto goes by the extension of -o, jsonl on standard output.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar (shown on a terminal when a file takes over a second).")
+def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_of, vocab,
+        save_vocab, fmt_in, field, sep, output, fmt_out, quiet):
+    """Pad and truncate sequences exactly like keras.utils.pad_sequences.
+
+    INPUT is a jsonl, json or text file, or - for standard input (the default).
+    Options named as in Keras come first, with Keras' defaults.
+
+    \b
+    maskcli pad sample_data/keras_guide.jsonl --padding post
+    maskcli pad data.jsonl --maxlen 64 --padding post -o padded.npz
+    maskcli pad records.jsonl --field input_ids --to csv
+    maskcli pad sentences.txt --save-vocab vocab.txt --padding post
+    """
+    from maskcli.core.masks import parse_value
+    from maskcli.core.padding import PadOptions, parse_dtype
+    from maskcli.formats import writers
+    from maskcli.formats.pipeline import pad_file
+    from maskcli.formats.readers import ReadOptions
+
+    if sep == "":
+        raise click.BadParameter("the separator is empty: give one such as ',' or '\\t'",
+                                 param_hint="'--sep'")
+    if output == "-" and writers.output_format(output, fmt_out) in writers.BINARY_FORMATS \
+            and sys.stdout.isatty():
+        raise click.UsageError(f"--to {fmt_out} is binary: write it to a file with -o, or pipe it")
+    parsed_dtype = parse_dtype(dtype)
+    value = value_text
+    if parsed_dtype.kind != "U":
+        try:
+            value = parse_value(value_text)
+        except MaskcliError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--value'") from None
+    options = PadOptions.make(maxlen, parsed_dtype, padding, truncating, value, pad_to_multiple_of)
+    read = ReadOptions(fmt_in, field, "\t" if sep == "\\t" else sep)
+    progress = None
+    if not quiet and _stderr_is_terminal():
+        from maskcli.render.progress import ProgressBar
+
+        progress = ProgressBar("padding")
+    try:
+        report = pad_file(input, output, options=options, read=read, to=fmt_out, vocab=vocab,
+                          save_vocab=save_vocab, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if report.truncated:
+        side = "front" if truncating == "pre" else "end"
+        click.echo(f"warning: {report.truncated} of {report.sequences} sequences were longer than "
+                   f"--maxlen {report.maxlen} and lost steps at the {side} "
+                   f"(--truncating {truncating})", err=True)
+    if report.oov:
+        click.echo(f"warning: {report.oov} of {report.tokens} tokens are not in the vocabulary "
+                   f"and became id 1 ({report.oov_token})", err=True)
+    if not report.sequences:
+        click.echo(f"warning: {report.source} holds no sequences: wrote an empty array of shape "
+                   f"{report.shape}", err=True)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()

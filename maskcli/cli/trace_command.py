@@ -1,0 +1,118 @@
+"""``maskcli trace-mask``: follow the mask through a model, layer by layer."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from maskcli.cli.group import ARCH_NAMES, SEED
+from maskcli.core.errors import UsageError
+
+
+@click.command("trace-mask")
+@click.argument("input_path", metavar="[INPUT]", required=False)
+@click.option("--model", "model_path", metavar="FILE.keras",
+              help="A saved Keras model, loaded in safe mode.")
+@click.option("--arch", type=click.Choice(ARCH_NAMES),
+              help="A built-in model instead of --model (embedding-conv drops the mask "
+                   "on purpose).")
+@click.option("--import", "imports", metavar="PATH", multiple=True,
+              help="Import this Python file or module first, so that the custom layers it "
+                   "registers are known. This runs your code. Repeatable.")
+@click.option("--unsafe", is_flag=True,
+              help="Load a model whose loading runs code stored in it (trusted files only).")
+@click.option("--units", default=8, show_default=True, help="Units of the built-in model.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the built-in model's weights and of the synthetic batch.")
+@click.option("--pad-value", metavar="V",
+              help="The pad value of INPUT, to tell whether it is padded, and the mask_value of "
+                   "--arch masking-lstm  [default: from maskcli pad's npz, else the model's "
+                   "Masking value, else 0]")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]),
+              help="Output format  [default: table on a terminal, json otherwise]")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's and Keras' own messages.")
+@click.pass_context
+def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, pad_value, fmt,
+               verbose):
+    """Follow the mask through a model, layer by layer.
+
+    Runs the model on the first 64 sequences of INPUT ('-' reads standard
+    input) or, when INPUT is omitted, on a small synthetic padded batch that
+    fits the model's input. Prints one row per layer, in execution order:
+    whether a mask reaches it, whether its output carries one, and its status:
+    creates, propagates, consumes (uses it and by design returns none), drops
+    (the leak, with the likely fix) or none.
+
+    \b
+    maskcli trace-mask --arch embedding-conv
+    maskcli trace-mask --model model.keras --import layers.py padded.npz
+    maskcli trace-mask --model model.keras --format json | jq '.layers[]'
+
+    Exit status: 0 the mask goes where it should; 1 a layer drops it, or a
+    padded input reaches an output with a time axis and no mask; 2 usage or
+    input error.
+    """
+    if not model_path and not arch:
+        raise UsageError("no model: give --model FILE.keras or --arch NAME")
+    if model_path and arch:
+        raise UsageError("--model and --arch exclude each other: give one of them")
+    if unsafe and not model_path:
+        raise UsageError("--unsafe applies to --model only")
+    # numpy and the model code load only now, to keep --help fast
+    from maskcli.core.masks import parse_value
+    from maskcli.formats.arrays import load_padded
+    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
+    padded = load_padded(input_path) if input_path is not None else None
+    if pad_value is not None:
+        pad_value = parse_value(pad_value, "--pad-value")
+    elif padded is not None:
+        pad_value = padded.numeric_pad_value("--pad-value")
+
+    from maskcli.keras import (
+        models,  # loads TensorFlow: only now
+        trace,
+    )
+
+    models.import_keras(verbose)
+    models.import_user_code(imports)
+    if model_path:
+        if unsafe:
+            click.echo(f"Warning: --unsafe: loading {model_path} may run code stored in it",
+                       err=True)
+        model = models.load_model(model_path, unsafe, verbose)
+        synthetic = None if padded else trace.synthetic_inputs(model, seed)
+    else:
+        synthetic = None if padded else [trace.arch_inputs(arch, pad_value or 0.0, seed)]
+        data = padded.inputs if padded else synthetic[0]
+        model = models.build_arch(arch, data, units=units, seed=seed, pad_value=pad_value or 0,
+                                  verbose=verbose)
+    if padded:
+        trace.check_fits(model, padded.inputs, padded.source)
+        if pad_value is None:
+            pad_value = trace.masking_value(model) or 0
+        inputs = [padded.inputs[:trace.SAMPLE_SIZE]]
+        is_padded = trace.has_padding(padded.inputs, padded.mask, pad_value)
+        if not is_padded:
+            click.echo(f"note: {padded.source} has no padded step: only dropped masks are "
+                       "checked", err=True)
+    else:
+        inputs = synthetic
+        # the synthetic batch pads its shorter sequences whenever it has 2 steps or more
+        is_padded = min(batch.shape[1] for batch in inputs) > 1
+    rows = trace.trace_mask(model, inputs if len(inputs) > 1 else inputs[0])
+    result = trace.report(rows, model=model.name, inputs=inputs, synthetic=synthetic is not None,
+                          input_names=[ref.name for ref in trace.model_inputs(model)],
+                          padded=is_padded, versions=models.versions())
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+    else:
+        from maskcli.render.trace import render_trace
+
+        render_trace(result)
+    if result["leak"]:
+        click.echo(f"mask leak: {result['leak']}", err=True)
+        ctx.exit(1)
+    click.echo("mask ok: no layer drops it" + (", and it reaches every output with a time axis"
+                                               if is_padded else ""), err=True)

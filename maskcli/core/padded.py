@@ -1,0 +1,56 @@
+"""Padded data in memory: what inspect-mask and audit-loss work on.
+
+A ``mask`` is True at real steps (Keras' polarity), False at padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from maskcli.core.errors import InputError, MaskcliError
+from maskcli.core.masks import parse_value
+
+
+@dataclass
+class Padded:
+    """Padded data as read from a file. ``mask`` is True at real steps."""
+
+    inputs: np.ndarray
+    source: str
+    mask: np.ndarray | None = None
+    lengths: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # other npz arrays, e.g. targets
+
+    @property
+    def pad_value(self):
+        """The pad value recorded by ``maskcli pad``, or None."""
+        return self.meta.get("value")
+
+    def numeric_pad_value(self, option: str):
+        """The recorded pad value as a number (``"nan"`` -> nan), or None.
+        ``option`` is the option that gives it instead, for the error."""
+        value = self.pad_value
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_value(value)
+        except MaskcliError:
+            raise InputError(f"{self.source}: the pad value {value!r} in 'meta' is not a number: "
+                             f"give the pad value with {option}") from None
+
+
+def check_mask(name: str, mask, inputs: np.ndarray) -> np.ndarray:
+    """Return ``mask`` as booleans (True = real step) if it fits ``inputs``:
+    one value per step (sequences, steps), or per value; 0/1 are accepted."""
+    mask = np.asarray(mask)
+    if mask.shape not in (inputs.shape[:2], inputs.shape):
+        raise InputError(f"{name}: mask of shape {mask.shape} does not fit the inputs of shape "
+                         f"{inputs.shape}: give a {inputs.shape[:2]} (sequences, steps) mask, "
+                         "True = real step")
+    if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
+        raise InputError(f"{name}: mask holds values other than 0/1 or True/False: "
+                         "give a boolean mask with True = real step")
+    return mask.astype(bool)

@@ -1,0 +1,246 @@
+"""Reading already padded arrays: the inputs of inspect-mask and audit-loss.
+
+Accepted: an npz written by ``maskcli pad`` (``inputs``, ``mask``, ``lengths``,
+``meta``; also ``targets`` when reading targets), an npy, a jsonl with one
+padded array per line, or a csv/tsv with one padded row per line. Standard
+input is sniffed: npy starts with ``\\x93NUMPY``, npz with ``PK``.
+
+Nothing is ever unpickled: every ``np.load`` has ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from maskcli.core.errors import InputError, MaskcliError, UsageError, where
+from maskcli.core.limits import too_big
+from maskcli.core.padded import Padded, check_mask
+from maskcli.formats.files import STDIN, open_source
+
+FORMATS = ("auto", "npz", "npy", "jsonl", "csv", "tsv")
+_EXTENSIONS = {".npz": "npz", ".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl",
+               ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+# The keys of the JSON string stored as ``meta`` in an npz from ``maskcli pad``.
+META_KEYS = ("padding", "truncating", "value", "maxlen", "dtype")
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
+_INT64_MIN, _UINT64_MAX = -(2 ** 63), 2 ** 64 - 1  # the integers numpy reads as numbers
+
+
+def read_bytes(path: str = STDIN) -> tuple[str, bytes]:
+    with open_source(path) as src:
+        return src.name, src.stream.read()
+
+
+def sniff_format(path: str, data: bytes) -> str:
+    """The format of ``data``: by the file extension, else by its first bytes."""
+    ext = Path(path).suffix.lower() if path != STDIN else ""
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    if data.startswith(NPY_MAGIC):
+        return "npy"
+    if data.startswith(ZIP_MAGIC):
+        return "npz"
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head in (b"[", b"{"):
+        return "jsonl"
+    return "tsv" if b"\t" in data[:4096] else "csv"
+
+
+def load_padded(path: str = STDIN, fmt: str = "auto") -> Padded:
+    """Read padded inputs (plus mask/lengths/meta from an npz)."""
+    name, data = read_bytes(path)
+    fmt = sniff_format(path, data) if fmt == "auto" else fmt
+    if not data:
+        raise InputError(f"{name} is empty: give padded data, e.g. from 'maskcli pad -o x.npz'")
+    if fmt == "npz":
+        arrays = _load_npz(name, data)
+        if "inputs" not in arrays:
+            raise InputError(
+                f"{name} has no 'inputs' array (it has: {', '.join(sorted(arrays)) or 'none'}): "
+                "write it with 'maskcli pad -o FILE.npz'")
+        inputs = arrays.pop("inputs")
+        mask = arrays.pop("mask", None)
+        lengths = arrays.pop("lengths", None)
+        meta = _parse_meta(name, arrays.pop("meta", None))
+        if mask is not None:
+            mask = check_mask(name, mask, inputs)
+        return Padded(_check_dtype(name, inputs), name, mask, lengths, meta, arrays)
+    return Padded(_check_dtype(name, _load_dense(name, data, fmt)), name)
+
+
+def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarray:
+    """Read one array (targets, or a mask) from npy, npz (``key``), jsonl or csv."""
+    name, data = read_bytes(path)
+    if not data:
+        raise InputError(f"{name} is empty: give an npy, npz, jsonl or csv file")
+    fmt = sniff_format(path, data) if fmt == "auto" else fmt
+    if fmt != "npz":
+        return _check_dtype(name, _load_dense(name, data, fmt))
+    arrays = _load_npz(name, data)
+    if key in arrays:
+        return _check_dtype(name, arrays[key])
+    if len(arrays) == 1:
+        return _check_dtype(name, next(iter(arrays.values())))
+    raise InputError(f"{name} has no '{key}' array (it has: {', '.join(sorted(arrays))}): "
+                     f"save the array under the name '{key}'")
+
+
+def _check_dtype(name: str, array: np.ndarray) -> np.ndarray:
+    """Refuse what no mask can be built from: records, complex numbers, dates."""
+    if array.dtype.kind not in "biufUS":
+        raise InputError(f"{name} holds {array.dtype} values: give numbers (token ids or "
+                         "features) or string tokens, e.g. re-save it with arr.astype('float32')")
+    return array
+
+
+def _load_npy(name: str, data: bytes) -> np.ndarray:
+    if not data.startswith(NPY_MAGIC):
+        hint = ": it is a zip, give it a .npz name" if data.startswith(ZIP_MAGIC) else ""
+        raise InputError(f"{name} is not an npy file (no numpy header){hint}: "
+                         "save the array with np.save")
+    return _np_load(name, data, "npy", "np.save")
+
+
+def _load_npz(name: str, data: bytes) -> dict[str, np.ndarray]:
+    if not data.startswith(ZIP_MAGIC):
+        hint = ": it is an npy, give it a .npy name" if data.startswith(NPY_MAGIC) else ""
+        raise InputError(f"{name} is not an npz file (not a zip){hint}: "
+                         "save the arrays with np.savez or 'maskcli pad -o FILE.npz'")
+    return _np_load(name, data, "npz", "np.savez or 'maskcli pad -o FILE.npz'")
+
+
+def _np_load(name: str, data: bytes, kind: str, fix: str):
+    """``np.load`` without pickles, every failure an InputError."""
+    try:
+        if kind == "npy":
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            # a small compressed npz can unpack to more than memory holds
+            over = too_big(sum(info.file_size for info in npz.zip.infolist()))
+            if over:
+                raise InputError(f"{name}: its arrays would take {over}: give a smaller file")
+            return {key: npz[key] for key in npz.files}
+    except MaskcliError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise InputError(f"{name} holds pickled Python objects, which maskcli never loads: "
+                             "save numeric or string arrays instead") from None
+        raise InputError(f"{name} is not a valid {kind} file ({exc}): re-save it with {fix}") from None
+    except MemoryError:
+        raise InputError(f"{name} declares an array larger than this machine's memory: "
+                         f"re-save it with {fix}") from None
+    except Exception as exc:  # a corrupt header or zip raises many kinds
+        raise InputError(f"{name} is not a valid {kind} file, it may be truncated "
+                         f"({type(exc).__name__}: {exc}): re-save it with {fix}") from None
+
+
+def _parse_meta(name: str, meta: np.ndarray | None) -> dict:
+    if meta is None:
+        return {}
+    try:
+        parsed = json.loads(str(meta[()]))
+    except (ValueError, TypeError, IndexError):
+        raise InputError(f"{name}: 'meta' is not a JSON string: write the file with 'maskcli pad'") from None
+    if not isinstance(parsed, dict):
+        raise InputError(f"{name}: 'meta' is not a JSON object: write the file with 'maskcli pad'")
+    value = parsed.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
+        raise InputError(f"{name}: the pad value {json.dumps(value)} in 'meta' is neither a "
+                         "number nor a token: write the file with 'maskcli pad'")
+    return parsed
+
+
+def _load_dense(name: str, data: bytes, fmt: str) -> np.ndarray:
+    if fmt == "npy":
+        return _load_npy(name, data)
+    if fmt not in ("jsonl", "csv", "tsv"):
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"{where(name, line)}: not UTF-8 text: convert it to UTF-8, "
+                         "or give an npy/npz file") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        rows.append((number, _parse_row(name, number, line, fmt)))
+    if not rows:
+        raise InputError(f"{name} holds no rows: give padded data, one sequence per line")
+    first_line, first = rows[0]
+    for number, row in rows:
+        if row.shape != first.shape:
+            raise InputError(
+                f"{where(name, number)}: row shape {row.shape} differs from line {first_line}'s "
+                f"{first.shape}: the data is not padded; pad it first with 'maskcli pad'")
+    return np.stack([row for _, row in rows])
+
+
+def _parse_row(name: str, number: int, line: str, fmt: str) -> np.ndarray:
+    if fmt == "jsonl":
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where(name, number)}: malformed JSON ({exc.msg}, column {exc.colno}): "
+                             "fix the line; each line must be one JSON array") from None
+        except RecursionError:
+            raise InputError(f"{where(name, number)}: JSON nested too deeply: each line must be "
+                             "one array of numbers, or of feature vectors") from None
+        if not isinstance(value, list):
+            raise InputError(f"{where(name, number)}: expected a JSON array, got "
+                             f"{type(value).__name__}: write one padded array per line")
+    else:
+        sep = "\t" if fmt == "tsv" else ","
+        value = [cell.strip() for cell in line.split(sep)]
+        try:
+            value = [float(cell) if not _is_int(cell) else int(cell) for cell in value]
+        except ValueError:
+            bad = next(c for c in value if not _is_number(c))
+            raise InputError(f"{where(name, number)}: {bad!r} is not a number: "
+                             f"{fmt} input must hold numbers only, no header") from None
+    try:
+        row = np.array(value)
+    except ValueError:
+        raise InputError(f"{where(name, number)}: ragged row (steps of different sizes): "
+                         "give every step the same number of features") from None
+    if row.dtype.kind not in "biuf":
+        step, bad = _first_non_number(value)
+        place = where(name, number, step=step)
+        if isinstance(bad, int):
+            raise InputError(f"{place}: the integer {bad} does not fit in 64 bits: "
+                             "give smaller ids, or write the value as a float")
+        raise InputError(f"{place}: {json.dumps(bad)} is not a number: give numbers only "
+                         "(map tokens to ids first with 'maskcli pad --vocab')")
+    return row
+
+
+def _first_non_number(value: list) -> tuple[int, object]:
+    """The step and the first element of a row that numpy read as objects or
+    strings: not a number, or an integer beyond 64 bits."""
+    return next((step, element) for step, item in enumerate(value)
+                for element in (item if isinstance(item, list) else [item])
+                if not (isinstance(element, float)
+                        or isinstance(element, int) and _INT64_MIN <= element <= _UINT64_MAX))
+
+
+def _is_int(cell: str) -> bool:
+    try:
+        int(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False

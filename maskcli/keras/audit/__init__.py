@@ -1,0 +1,30 @@
+"""Audit that a Keras model's loss ignores padding, or show where it leaks.
+
+``audit_loss`` runs a real Keras model on a padded batch and reports five
+checks (each pass, fail or skipped):
+
+- ``loss-parity``: Keras' compiled loss (``evaluate``) equals the reference
+  masked loss: the loss per step in numpy, averaged over real steps only (for
+  a custom loss: the same loss on the real steps alone, padding removed).
+- ``target-invariance``: changing the targets at padded steps does not change
+  Keras' loss.
+- ``padding-gradient``: d loss / d y_pred is exactly 0 at every padded step.
+- ``forward-invariance``: a sequence run alone without its padding, or with
+  more padding, gives the same outputs at its real steps.
+- ``metric-parity``: each compiled metric equals the same metric on the real
+  steps alone.
+
+The modules: ``batch`` (inputs, targets, the reference mask: True at REAL
+steps), ``reference`` (the numpy losses), ``checks`` (one function per
+check), ``cause`` (the likely cause of a failure), ``report``, and ``run``,
+which ties them together.
+"""
+
+from maskcli.keras.audit.batch import parse_target_pad, synthetic_targets, target_padding_mask
+from maskcli.keras.audit.reference import LOSSES, loss_rtol, per_step_loss
+from maskcli.keras.audit.report import AuditReport, Check
+from maskcli.keras.audit.run import CHECK_IDS, audit_files, audit_loss
+
+__all__ = ["CHECK_IDS", "LOSSES", "AuditReport", "Check", "audit_files", "audit_loss",
+           "loss_rtol", "parse_target_pad", "per_step_loss", "synthetic_targets",
+           "target_padding_mask"]

@@ -1,0 +1,192 @@
+"""The checks of an audit, one function each. Each takes the ``AuditRun``
+(the model's outputs on the batch, the targets, the reference mask) and
+returns a :class:`~maskcli.keras.audit.report.Check`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from maskcli.core.errors import ModelError
+from maskcli.keras import models
+from maskcli.keras.audit.report import Check
+from maskcli.keras.audit.values import close, max_diff, metric_value, show
+
+if TYPE_CHECKING:
+    from maskcli.keras.audit.run import AuditRun
+
+LARGE_TARGET = 1e6       # the padded targets of the target-invariance probe
+EXTRA_PADDING = 4        # steps added on the padding side by forward-invariance
+FORWARD_RTOL = 1e-5      # outputs run alone vs in the batch: float32 matmul blocking differs
+
+
+def loss_parity(run: AuditRun) -> Check:
+    real, total = int(run.mask.sum()), run.mask.size
+    if run.spec.kind is None:
+        how = f"custom loss: reference = the same loss on the {real} real steps alone"
+    else:
+        how = (f"reference = {run.spec.name} per step in numpy, mean over {real} real "
+               f"of {total} steps")
+    detail = (f"{how}; unmasked mean over all steps: {show(run.unmasked_loss)}; "
+              f"rtol {run.rtol:.1e}")
+    if run.regularization:
+        detail += f"; both include {run.regularization:.6g} of regularization losses"
+    ok = close(run.keras_loss, run.masked_loss, run.rtol)
+    return Check("loss-parity", "pass" if ok else "fail", run.keras_loss,
+                 run.masked_loss, detail)
+
+
+def target_invariance(run: AuditRun) -> Check:
+    if run.target_padded:
+        return Check("target-invariance", "skipped", detail=(
+            "--target-pad defines the padding by the targets themselves"))
+    padded = ~run.mask
+    base = _loss_with(run, run.y)
+    if run.spec.kind == "sparse_categorical_crossentropy":
+        changed = run.y.copy()
+        changed[padded] = (changed[padded] + 1) % run.out.shape[-1]
+        probe = "another class"
+    else:
+        changed = run.y.astype(np.float32)
+        changed[padded] = LARGE_TARGET
+        probe = f"{LARGE_TARGET:g}"
+    large = _loss_with(run, changed)
+    ok = close(large, base, run.rtol)
+    detail = f"padded targets set to {probe}: {show(large)} (as given: {show(base)})"
+    if run.nonfinite_padded_targets:
+        ok = False
+        detail += (f"; the targets hold NaN or inf at {run.nonfinite_padded_targets} "
+                   "padded steps, which make Keras' loss NaN")
+    elif run.spec.kind != "sparse_categorical_crossentropy":
+        nan_targets = run.y.astype(np.float32)
+        nan_targets[padded] = np.nan
+        nan_loss = _loss_with(run, nan_targets)
+        detail += f"; set to NaN: {show(nan_loss)}"
+        if not close(nan_loss, base, run.rtol):
+            # Keras' own behaviour (the mask multiplies), not a leak of these targets.
+            detail += " (Keras masks by multiplying: keep padded targets finite)"
+    return Check("target-invariance", "pass" if ok else "fail", large, base, detail)
+
+
+def _loss_with(run: AuditRun, y) -> float:
+    """Keras' compiled loss for targets ``y`` on the model's output and its mask."""
+    try:
+        return models.compiled_loss(run.model, y, run.out, run.out_mask)
+    except Exception as exc:  # a custom loss may refuse odd targets
+        raise ModelError(f"the loss of {run.label} failed on probe targets: "
+                         f"{models.first_line(exc)}") from None
+
+
+def padding_gradient(run: AuditRun) -> Check:
+    grad = models.compiled_loss_gradient(run.model, run.y, run.out, run.out_mask)
+    grad = np.abs(grad.reshape(run.mask.shape + (-1,)))
+    at_padded = float(grad[~run.mask].max())
+    at_real = float(grad[run.mask].max())
+    ok = at_padded == 0.0  # a mask multiplies: anything but an exact 0 is a leak
+    detail = (f"max |d loss / d y_pred| over {int((~run.mask).sum())} padded steps "
+              f"(at real steps: {at_real:.3g})")
+    return Check("padding-gradient", "pass" if ok else "fail", at_padded, 0.0, detail)
+
+
+def forward_invariance(run: AuditRun) -> Check:
+    model, reason = models.free_length_model(run.model)
+    if model is None:
+        return Check("forward-invariance", "skipped", detail=reason)
+    lengths = run.mask.sum(axis=1)
+    rows = np.flatnonzero(lengths)
+    try:
+        if model is not run.model and not _same(run_model(model, run.inputs), run.out):
+            return Check("forward-invariance", "skipped", detail=(
+                f"{reason}, but the rebuilt model's outputs differ from the original's"))
+        alone = _trimmed_alone_diff(run, model, rows, lengths)
+        extended, sides = _extra_padding_diff(run, model, rows)
+    except Exception as exc:  # a layer may insist on the original length
+        fixed = f"{reason.split(':')[0]} and" if reason else "the model"
+        return Check("forward-invariance", "skipped", detail=(
+            f"{fixed} cannot run on another length ({models.first_line(exc)})"))
+    tolerance = FORWARD_RTOL * max(1.0, float(np.nanmax(np.abs(run.out))))
+    worst = max(alone, extended)
+    ok = worst <= tolerance
+    where = "real steps" if run.time_axis else "sequence outputs"
+    detail = (f"max |diff| at {where}: alone without padding {alone:.3g} "
+              f"({len(rows)} sequences), with {EXTRA_PADDING} extra padding steps "
+              f"({sides}) {extended:.3g}; tolerance {tolerance:.1e}")
+    if len(rows) < len(lengths):
+        detail += f"; {len(lengths) - len(rows)} all-padding sequences skipped"
+    if reason:
+        detail += f"; {reason}"
+    return Check("forward-invariance", "pass" if ok else "fail", worst, 0.0, detail)
+
+
+def _same(a, b) -> bool:
+    return a.shape == b.shape and np.allclose(a, b, rtol=FORWARD_RTOL,
+                                              atol=FORWARD_RTOL, equal_nan=True)
+
+
+def _trimmed_alone_diff(run: AuditRun, model, rows, lengths) -> float:
+    worst = 0.0
+    for length in np.unique(lengths[rows]):  # one call per distinct length
+        group = rows[lengths[rows] == length]
+        alone = run_model(model, np.stack([run.inputs[i][run.mask[i]] for i in group]))
+        for out, i in zip(alone, group):
+            batch = run.out[i][run.mask[i]] if run.time_axis else run.out[i]
+            worst = max(worst, max_diff(out, batch))
+    return worst
+
+
+def _extra_padding_diff(run: AuditRun, model, rows) -> tuple[float, str]:
+    n, steps = run.mask.shape
+    pre = ~run.mask[:, 0] & run.mask[:, -1]
+    padded_rows = ~run.mask.all(axis=1)
+    # A row without padding gets the side most padded rows use.
+    batch_pre = pre.sum() > (padded_rows & ~pre).sum()
+    pre = np.where(padded_rows, pre, batch_pre)
+    extended = np.empty((n, steps + EXTRA_PADDING) + run.inputs.shape[2:],
+                        dtype=run.inputs.dtype)
+    extended[...] = run.pad_step
+    offsets = np.where(pre, EXTRA_PADDING, 0)
+    for i in range(n):
+        extended[i, offsets[i]:offsets[i] + steps] = run.inputs[i]
+    out = run_model(model, extended)
+    worst = 0.0
+    for i in rows:
+        if run.time_axis:
+            real_steps = np.flatnonzero(run.mask[i]) + offsets[i]
+            worst = max(worst, max_diff(out[i][real_steps], run.out[i][run.mask[i]]))
+        else:
+            worst = max(worst, max_diff(out[i], run.out[i]))
+    sides = sorted({"pre" if p else "post" for p in pre})
+    return worst, "/".join(sides)
+
+
+def metric_parity(run: AuditRun) -> Check:
+    metrics = models.compiled_metrics(run.model)
+    if not metrics:
+        return Check("metric-parity", "skipped", detail="the model has no compiled metric")
+    if run.time_axis:
+        y_ref, p_ref = run.y[run.mask][None], run.out[run.mask][None]
+    else:
+        y_ref, p_ref = run.y, run.out
+    values, references, parts, ok = {}, {}, [], True
+    for metric in metrics:
+        keras_value = metric_value(metric.result())
+        metric.reset_state()
+        metric.update_state(y_ref, p_ref)
+        reference = metric_value(metric.result())
+        values[metric.name], references[metric.name] = keras_value, reference
+        same = np.allclose(keras_value, reference, rtol=run.rtol, atol=0, equal_nan=False)
+        ok = ok and same
+        blind = run.time_axis and not models.is_mask_aware_metric(metric)
+        if blind:
+            run.mask_blind_metrics.append(metric.name)
+        parts.append(f"{metric.name}: {'equal' if same else 'differs'}"
+                     + (" (ignores masks, as Keras' confusion-matrix metrics do)"
+                        if blind else ""))
+    scope = "the real steps alone" if run.time_axis else "the whole batch"
+    detail = f"reference = the same metric on {scope}; " + "; ".join(parts)
+    return Check("metric-parity", "pass" if ok else "fail", values, references, detail)
+
+
+def run_model(model, inputs) -> np.ndarray:
+    return np.asarray(model(inputs, training=False))

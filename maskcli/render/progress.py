@@ -1,0 +1,53 @@
+"""A progress bar on standard error for long runs of ``maskcli pad``.
+
+The command uses it only when standard error is a terminal. It stays hidden
+for the first second, so that quick runs print nothing and never import rich;
+it needs the input's size, so standard input gets none.
+"""
+
+from __future__ import annotations
+
+import time
+
+DELAY = 1.0  # seconds of work before a bar is worth showing
+
+
+class ProgressBar:
+    """Call with ``(done, total)`` bytes as the work goes; ``close()`` at the end."""
+
+    def __init__(self, label: str, delay: float = DELAY, console=None):
+        self.label = label
+        self.shown_from = time.monotonic() + delay
+        self.console = console  # a rich Console; default: standard error
+        self.progress = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if total is None:
+            return
+        if self.progress is None:
+            if time.monotonic() < self.shown_from:
+                return
+            self._start(total)
+        self.progress.update(self.task, completed=done)
+
+    def _start(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        # Only stderr: data goes to stdout, which rich must not redirect.
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 DownloadColumn(), TimeRemainingColumn(),
+                                 console=self.console or Console(stderr=True), transient=True,
+                                 redirect_stdout=False, redirect_stderr=False)
+        self.task = self.progress.add_task(self.label, total=total)
+        self.progress.start()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
