@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskcli.core.errors import ModelError
+from maskcli.core.extend import extend_padding, pre_padded_rows, real_part
 from maskcli.keras import models
 from maskcli.keras.audit.report import Check
 from maskcli.keras.audit.values import close, max_diff, metric_value, show
@@ -128,32 +129,22 @@ def _trimmed_alone_diff(run: AuditRun, model, rows, lengths) -> float:
     worst = 0.0
     for length in np.unique(lengths[rows]):  # one call per distinct length
         group = rows[lengths[rows] == length]
-        alone = run_model(model, np.stack([run.inputs[i][run.mask[i]] for i in group]))
+        alone = run_model(model, np.stack([real_part(run.inputs, run.mask, i) for i in group]))
         for out, i in zip(alone, group):
-            batch = run.out[i][run.mask[i]] if run.time_axis else run.out[i]
+            batch = real_part(run.out, run.mask, i) if run.time_axis else run.out[i]
             worst = max(worst, max_diff(out, batch))
     return worst
 
 
 def _extra_padding_diff(run: AuditRun, model, rows) -> tuple[float, str]:
-    n, steps = run.mask.shape
-    pre = ~run.mask[:, 0] & run.mask[:, -1]
-    padded_rows = ~run.mask.all(axis=1)
-    # A row without padding gets the side most padded rows use.
-    batch_pre = pre.sum() > (padded_rows & ~pre).sum()
-    pre = np.where(padded_rows, pre, batch_pre)
-    extended = np.empty((n, steps + EXTRA_PADDING) + run.inputs.shape[2:],
-                        dtype=run.inputs.dtype)
-    extended[...] = run.pad_step
-    offsets = np.where(pre, EXTRA_PADDING, 0)
-    for i in range(n):
-        extended[i, offsets[i]:offsets[i] + steps] = run.inputs[i]
+    pre = pre_padded_rows(run.mask)
+    extended, offsets = extend_padding(run.inputs, run.mask, EXTRA_PADDING, run.pad_step, pre)
     out = run_model(model, extended)
     worst = 0.0
     for i in rows:
         if run.time_axis:
             real_steps = np.flatnonzero(run.mask[i]) + offsets[i]
-            worst = max(worst, max_diff(out[i][real_steps], run.out[i][run.mask[i]]))
+            worst = max(worst, max_diff(out[i][real_steps], real_part(run.out, run.mask, i)))
         else:
             worst = max(worst, max_diff(out[i], run.out[i]))
     sides = sorted({"pre" if p else "post" for p in pre})
