@@ -47,3 +47,12 @@ def test_every_command_has_help_and_a_readme_section():
         assert command.help and command.help.strip(), name
         assert f"\n## maskcli {name}\n" in readme, name
         assert f" {name} [OPTIONS]" in invoke([name, "--help"]).stdout.splitlines()[0]
+
+
+def test_layers_are_folders_and_no_module_is_long():
+    package = Path(maskcli.__file__).resolve().parent
+    layers = {path.name for path in package.iterdir() if (path / "__init__.py").exists()}
+    assert layers == {"cli", "core", "formats", "keras", "render"}
+    lengths = {str(path.relative_to(package)): len(path.read_text().splitlines())
+               for path in package.rglob("*.py")}
+    assert not {name: n for name, n in lengths.items() if n > 430}, "split the module"
