@@ -70,6 +70,10 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
     elif padded is not None:
         pad_value = padded.numeric_pad_value("--pad-value")
 
+    if model_path:
+        from maskcli.formats.model_files import check_model_file
+
+        check_model_file(model_path)  # a refused file costs no TensorFlow import
     from maskcli.keras import (
         models,  # loads TensorFlow: only now
         trace,

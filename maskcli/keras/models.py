@@ -15,13 +15,13 @@ import os
 import re
 import sys
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from maskcli.core.errors import ModelError, UsageError
 from maskcli.core.limits import too_big
+from maskcli.formats.model_files import check_model_file
 
 # name -> (what it is, input rank it takes: 2 = token ids, 3 = feature vectors)
 ARCHS = {
@@ -106,18 +106,11 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
 
     Safe mode refuses a model whose loading would run deserialized code (a
     Lambda layer's bytecode); ``unsafe=True`` loads it anyway, for trusted files.
+    Before Keras reads a byte, the file is bounded (``check_model_file``): a
+    file that would not fit in memory, or reaches outside itself, is refused.
     """
     p = Path(path)
-    if not p.is_file():
-        what = "is a directory" if p.is_dir() else "no such file"
-        raise ModelError(f"--model {path}: {what}: give a saved .keras model file")
-    if p.suffix not in (".keras", ".h5", ".hdf5"):
-        raise ModelError(f"--model {path}: not a .keras file: save the model with "
-                         "model.save('model.keras')")
-    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
-        # Keras would say "File not found" about it
-        raise ModelError(f"--model {path}: not a loadable Keras model (not a zip archive, as "
-                         ".keras files are): give a file saved with model.save('model.keras')")
+    check_model_file(path)
     keras = import_keras(verbose)
     try:
         return keras.saving.load_model(p, safe_mode=not unsafe)

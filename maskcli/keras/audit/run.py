@@ -8,6 +8,7 @@ from maskcli.core.errors import InputError, ModelError, UsageError
 from maskcli.core.masks import compute_mask, parse_value, step_mask
 from maskcli.core.padded import check_mask
 from maskcli.formats.arrays import load_array, load_padded
+from maskcli.formats.model_files import check_model_file
 from maskcli.keras import models
 from maskcli.keras.audit import checks
 from maskcli.keras.audit.batch import (
@@ -110,6 +111,8 @@ def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: st
     elif target_pad is None:
         mask = padded.mask
     model = None
+    if model_path:
+        check_model_file(model_path)  # a refused file costs no TensorFlow import
     if model_path or imports:
         models.import_keras(verbose)  # before the user's code imports it, unsilenced
         models.import_user_code(imports)
