@@ -18,7 +18,7 @@ from maskcli.core.errors import MaskcliError
 # Choices spelled out here so that `--help` loads neither numpy nor TensorFlow;
 # a test checks they equal the core's.
 ARCH_NAMES = ["embedding-lstm", "embedding-gru", "embedding-dense", "embedding-conv",
-              "masking-lstm"]
+              "masking-lstm", "transformer", "transformer-unmasked"]
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy and Keras take as a seed
 LOSS_NAMES = ["mse", "mae", "binary_crossentropy", "categorical_crossentropy",
               "sparse_categorical_crossentropy"]

@@ -43,16 +43,22 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
     fits the model's input. Prints one row per layer, in execution order:
     whether a mask reaches it, whether its output carries one, and its status:
     creates, propagates, consumes (uses it and by design returns none), drops
-    (the leak, with the likely fix) or none.
+    (the leak, with the likely fix) or none. It runs the batch a second time
+    with 4 more padding steps per sequence: each layer's padding effect is the
+    largest change of its output at real steps, and the first layer whose
+    effect appears while its inputs have none is where padding enters (with
+    the likely fix).
 
     \b
     maskcli trace-mask --arch embedding-conv
+    maskcli trace-mask --arch transformer-unmasked
     maskcli trace-mask --model model.keras --import layers.py padded.npz
     maskcli trace-mask --model model.keras --format json | jq '.layers[]'
 
-    Exit status: 0 the mask goes where it should; 1 a layer drops it, or a
-    padded input reaches an output with a time axis and no mask; 2 usage or
-    input error.
+    Exit status: 0 the mask goes where it should and padding never reaches a
+    real step; 1 a layer drops the mask, a padded input reaches an output with
+    a time axis and no mask, or padding enters real steps; 2 usage or input
+    error.
     """
     if not model_path and not arch:
         raise UsageError("no model: give --model FILE.keras or --arch NAME")
@@ -86,37 +92,55 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
             click.echo(f"Warning: --unsafe: loading {model_path} may run code stored in it",
                        err=True)
         model = models.load_model(model_path, unsafe, verbose)
+        if not padded and not trace.walkable(model):
+            raise UsageError(f"--model {model_path}: a subclassed model has no input shape to "
+                             "make a synthetic batch from: give INPUT, padded data that fits it")
         synthetic = None if padded else trace.synthetic_inputs(model, seed)
     else:
         synthetic = None if padded else [trace.arch_inputs(arch, pad_value or 0.0, seed)]
         data = padded.inputs if padded else synthetic[0]
         model = models.build_arch(arch, data, units=units, seed=seed, pad_value=pad_value or 0,
                                   verbose=verbose)
+    walkable = trace.walkable(model)
     if padded:
-        trace.check_fits(model, padded.inputs, padded.source)
+        if walkable:
+            trace.check_fits(model, padded.inputs, padded.source)
         if pad_value is None:
-            pad_value = trace.masking_value(model) or 0
+            pad_value = (trace.masking_value(model) if walkable else None) or 0
         inputs = [padded.inputs[:trace.SAMPLE_SIZE]]
+        masks = None if padded.mask is None else [padded.mask[:trace.SAMPLE_SIZE]]
         is_padded = trace.has_padding(padded.inputs, padded.mask, pad_value)
         if not is_padded:
             click.echo(f"note: {padded.source} has no padded step: only dropped masks are "
-                       "checked", err=True)
+                       "checked, and padding effects with padding added after the last step",
+                       err=True)
     else:
         inputs = synthetic
+        masks = [trace.synthetic_mask(batch) for batch in inputs]
         # the synthetic batch pads its shorter sequences whenever it has 2 steps or more
         is_padded = min(batch.shape[1] for batch in inputs) > 1
-    rows = trace.trace_mask(model, inputs if len(inputs) > 1 else inputs[0])
-    result = trace.report(rows, model=model.name, inputs=inputs, synthetic=synthetic is not None,
-                          input_names=[ref.name for ref in trace.model_inputs(model)],
-                          padded=is_padded, versions=models.versions())
+    with models.full_float32():
+        traced = trace.trace_padding(model, inputs if len(inputs) > 1 else inputs[0], masks,
+                                     pad_values=pad_value)
+    names = [ref.name for ref in trace.model_inputs(model)] if walkable else ["inputs"]
+    result = trace.report(traced.rows, model=model.name, inputs=inputs, input_names=names,
+                          synthetic=synthetic is not None, padded=is_padded,
+                          versions=models.versions(), padding=traced.summary)
     if fmt == "json":
         click.echo(json.dumps(result, indent=2))
     else:
         from maskcli.render.trace import render_trace
 
         render_trace(result)
+    if not traced.measured:
+        click.echo(f"note: {traced.note}", err=True)
     if result["leak"]:
         click.echo(f"mask leak: {result['leak']}", err=True)
+    if result["enters"]:
+        click.echo(trace.padding_cause(traced, with_drop=False), err=True)
+    if not result["ok"]:
         ctx.exit(1)
     click.echo("mask ok: no layer drops it" + (", and it reaches every output with a time axis"
-                                               if is_padded else ""), err=True)
+                                               if is_padded else "")
+               + (f"; padding ok: {traced.extra_steps} more padding steps change no layer's "
+                  "output at real steps" if traced.measured else ""), err=True)

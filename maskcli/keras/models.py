@@ -22,6 +22,7 @@ import numpy as np
 from maskcli.core.errors import ModelError, UsageError
 from maskcli.core.limits import too_big
 from maskcli.formats.model_files import check_model_file
+from maskcli.keras import archs
 
 # name -> (what it is, input rank it takes: 2 = token ids, 3 = feature vectors)
 ARCHS = {
@@ -31,6 +32,7 @@ ARCHS = {
     "embedding-conv": ("Embedding(mask_zero) -> Conv1D -> Dense; Conv1D drops the mask: "
                        "a deliberate leak, for demonstration", 2),
     "masking-lstm": ("Masking(pad value) -> LSTM(return_sequences) -> Dense", 3),
+    **{name: (text, 2) for name, text in archs.TRANSFORMERS.items()},
 }
 
 
@@ -160,13 +162,20 @@ def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
         width = max(int(inputs.max()) + 1, 2) if inputs.size else 2  # the vocabulary
     else:
         width = inputs.shape[-1]
-    over = too_big(_weights_bytes(rank, width, units, out_units))
+    if name in archs.TRANSFORMERS:
+        weights = archs.weights_bytes(width, inputs.shape[1], units, out_units)
+    else:
+        weights = _weights_bytes(rank, width, units, out_units)
+    over = too_big(weights)
     if over:
         raise UsageError(f"--arch {name} with --units {units}: its weights would take {over}: "
                          "give fewer --units" + (", or map tokens to small ids with "
                                                  "'maskcli pad --vocab'" if rank == 2 else ""))
     keras = import_keras(verbose)
     keras.utils.set_random_seed(seed)
+    if name in archs.TRANSFORMERS:
+        return archs.build_transformer(keras, name, width, inputs.shape[1], units, out_units,
+                                       out_activation)
     layers = keras.layers
     if rank == 2:
         x_in = keras.Input(shape=(None,), dtype="int32", name="tokens")

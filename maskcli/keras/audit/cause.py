@@ -24,7 +24,9 @@ def likely_cause(audit: AuditRun, failed: list[str]) -> str:
                 "fill padded targets with 0 or any finite value")
     if audit.time_axis and not audit.target_padded:
         if audit.out_mask is None:
-            return f"the model's output carries no mask: {_where_mask_dies(audit)}"
+            cause = f"the model's output carries no mask: {_where_mask_dies(audit)}"
+            entry = _where_padding_enters(audit) if "forward-invariance" in failed else None
+            return f"{cause}; {entry}" if entry else cause
         kept = int((audit.out_mask & padded).sum())
         if kept:
             values = models.masking_values(audit.model)
@@ -49,9 +51,10 @@ def likely_cause(audit: AuditRun, failed: list[str]) -> str:
         if close(keras_loss, audit.unmasked_loss, audit.rtol):
             return "the loss averages over all steps: it ignores the mask"
     if "forward-invariance" in failed:
-        return ("padding changes what the model computes at real steps: a layer mixes padded "
-                "steps into real ones (convolution, pooling, attention or a bidirectional RNN "
-                "without the mask)")
+        return _where_padding_enters(audit, with_drop=True) or (
+            "padding changes what the model computes at real steps: a layer mixes padded "
+            "steps into real ones (convolution, pooling, attention or a bidirectional RNN "
+            "without the mask)")
     if failed == ["metric-parity"] and audit.mask_blind_metrics:
         blind = audit.mask_blind_metrics
         return (f"{'metric' if len(blind) == 1 else 'metrics'} {', '.join(blind)} "
@@ -67,9 +70,22 @@ def _where_mask_dies(audit: AuditRun) -> str:
     except MaskcliError:  # e.g. a subclassed model, whose call() cannot be walked
         rows = []
     leak = trace.first_leak(rows)
-    fix = next((row.fix for row in rows if row.status == "drops" and row.fix), None)
+    fix = next((row.fix for row in rows if row.status == "drops" and row.kind != "model"
+                and row.fix), None)
     if leak:
         return f"{leak}: {fix}" if fix else leak
     return ("a layer or a tensor operation drops it (plain arithmetic such as x * 2.0 on a "
             "symbolic tensor does so silently): set supports_masking = True, pass mask= "
             "explicitly, or use a mask-aware layer")
+
+
+def _where_padding_enters(audit: AuditRun, with_drop: bool = False) -> str | None:
+    """The layer where padding enters real steps, from a trace of its padding
+    effect with the extra padding forward-invariance adds, with its fix."""
+    model = models.free_length_model(audit.model)[0] or audit.model
+    try:
+        traced = trace.trace_padding(model, audit.inputs[:trace.SAMPLE_SIZE],
+                                     audit.mask[:trace.SAMPLE_SIZE])
+    except MaskcliError:  # a model that cannot be walked: the generic cause stands
+        return None
+    return trace.padding_cause(traced, with_drop)

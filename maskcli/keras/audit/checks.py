@@ -13,13 +13,15 @@ from maskcli.core.extend import extend_padding, pre_padded_rows, real_part
 from maskcli.keras import models
 from maskcli.keras.audit.report import Check
 from maskcli.keras.audit.values import close, max_diff, metric_value, show
+from maskcli.keras.trace.effect import EXTRA_PADDING, FORWARD_RTOL
 
 if TYPE_CHECKING:
     from maskcli.keras.audit.run import AuditRun
 
 LARGE_TARGET = 1e6       # the padded targets of the target-invariance probe
-EXTRA_PADDING = 4        # steps added on the padding side by forward-invariance
-FORWARD_RTOL = 1e-5      # outputs run alone vs in the batch: float32 matmul blocking differs
+# EXTRA_PADDING (steps added on the padding side) and FORWARD_RTOL (outputs run
+# alone vs in the batch: float32 matmul blocking differs) are shared with the
+# padding-effect trace, so that both measure the same thing.
 
 
 def loss_parity(run: AuditRun) -> Check:

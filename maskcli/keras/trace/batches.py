@@ -39,7 +39,7 @@ def padded_batch(step_shape: tuple = (), *, integer: bool = True, steps: int = S
     ``Embedding(mask_zero=True)`` masks); features are normal draws, padded
     with ``pad_value`` at every feature (what ``Masking`` masks)."""
     rng = np.random.default_rng(seed)
-    lengths = [steps, math.ceil(2 * steps / 3), max(1, steps // 3)]
+    lengths = synthetic_lengths(steps)
     shape = (len(lengths), steps, *step_shape)
     if integer:
         batch = rng.integers(1, max(vocab, 2), size=shape).astype("int32")
@@ -50,6 +50,17 @@ def padded_batch(step_shape: tuple = (), *, integer: bool = True, steps: int = S
     for row, length in enumerate(lengths):
         batch[row, length:] = pad
     return batch
+
+
+def synthetic_lengths(steps: int = SYNTHETIC_STEPS) -> list[int]:
+    """The real steps of the synthetic batch's three sequences (post-padded)."""
+    return [steps, math.ceil(2 * steps / 3), max(1, steps // 3)]
+
+
+def synthetic_mask(batch: np.ndarray) -> np.ndarray:
+    """The mask (True = real step) of a batch made by ``padded_batch``."""
+    steps = batch.shape[1]
+    return np.arange(steps) < np.array(synthetic_lengths(steps))[:, None]
 
 
 def synthetic_inputs(model, seed: int = 0) -> list[np.ndarray]:

@@ -27,6 +27,12 @@ def model_graph(model, inputs=None):
     return graph
 
 
+def walkable(model) -> bool:
+    """Whether ``model`` has a layer graph to walk (Functional, or a Sequential
+    even before its first call); a subclassed model has none."""
+    return hasattr(model, "_functional") or inner_graph(model) is not None
+
+
 def inner_graph(op):
     """The functional graph of a model (a Sequential's internal one), else None."""
     if hasattr(op, "_functional"):  # Sequential

@@ -55,6 +55,14 @@ class TraceRow:
     fix: str | None = None  # for a "drops" row: the likely fix
     time_axis: bool = False  # its output still has the input's time axis
     is_output: bool = False  # it produces one of the model's outputs
+    # The padding effect (``effect.trace_padding``): the largest change of the
+    # output at real steps when every sequence gets more padding, or None when
+    # not measured; ``padding`` is "enters", "inherited" (an input already
+    # changes), "ignored" (within tolerance) or "contains" (a nested model
+    # whose layer is where it enters); ``padding_fix`` for "enters".
+    padding_effect: float | None = None
+    padding: str | None = None
+    padding_fix: str | None = None
 
     def as_dict(self) -> dict:
         """The JSON row: ``cls`` is written ``class``, right after the names."""
@@ -62,9 +70,13 @@ class TraceRow:
         return {"name": row.pop("name"), "path": row.pop("path"), "class": row.pop("cls"), **row}
 
 
-def trace_mask(model, inputs) -> list[TraceRow]:
+def trace_mask(model, inputs, record=None) -> list[TraceRow]:
     """Run ``model`` on ``inputs`` (an array, or a list with one per model
-    input) node by node and return one row per layer, in execution order."""
+    input) node by node and return one row per layer, in execution order.
+
+    ``record(row, refs, values, input_refs)``, when given, sees every tensor
+    computed: the graph's inputs (row None), then each node's outputs after it
+    runs (row None for mask bookkeeping), with the refs of the node's inputs."""
     keras = keras_module()
     graph = model_graph(model, inputs)
     rows: list[TraceRow] = []
@@ -73,7 +85,7 @@ def trace_mask(model, inputs) -> list[TraceRow]:
         structured = keras.tree.pack_sequence_as(graph._inputs_struct, as_list(inputs))
         flat_inputs = graph._standardize_inputs(structured)
         steps = {int(x.shape[1]) for x in flat_inputs if len(x.shape) >= 2}
-        _walk(keras, graph, flat_inputs, rows, steps, depth=0, prefix="")
+        _walk(keras, graph, flat_inputs, rows, steps, depth=0, prefix="", record=record)
     except Exception as exc:  # the model's own layers may raise anything
         at = f" at {_describe(rows[-1])}" if rows else ""
         raise ModelError(f"running model '{model.name}' failed{at} ({type(exc).__name__}: "
@@ -106,9 +118,11 @@ def first_leak(rows: list[TraceRow], padded: bool = True) -> str | None:
 
 
 def report(rows: list[TraceRow], *, model: str, inputs: list[np.ndarray], input_names: list[str],
-           synthetic: bool, padded: bool, versions: dict) -> dict:
-    """The trace as one JSON-ready dict (the ``--format json`` document)."""
+           synthetic: bool, padded: bool, versions: dict, padding: dict | None = None) -> dict:
+    """The trace as one JSON-ready dict (the ``--format json`` document).
+    ``padding`` is how the padding effect was measured (``PaddingTrace.summary``)."""
     leak = first_leak(rows, padded)
+    enters = next((row.path for row in rows if row.padding == "enters"), None)
     return {
         "model": model,
         "inputs": [{"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
@@ -117,15 +131,19 @@ def report(rows: list[TraceRow], *, model: str, inputs: list[np.ndarray], input_
         "padded": padded,
         "layers": [row.as_dict() for row in rows],
         "leak": leak,
-        "ok": leak is None,
+        "enters": enters,
+        "padding_check": padding,
+        "ok": leak is None and enters is None,
         "versions": versions,
     }
 
 
-def _walk(keras, graph, flat_inputs, rows, steps, depth, prefix) -> list:
+def _walk(keras, graph, flat_inputs, rows, steps, depth, prefix, record=None) -> list:
     """Run ``graph`` node by node as ``Functional._run_through_graph`` does,
     appending a row per node; return the flat outputs."""
     values = {id(ref): x for ref, x in zip(graph.inputs, flat_inputs)}
+    if record:
+        record(None, graph.inputs, flat_inputs, [])
     output_ids = {id(t) for t in graph.outputs}
     mask_nodes = _mask_nodes(keras, graph)
     for level in sorted(graph._nodes_by_depth, reverse=True):
@@ -137,8 +155,11 @@ def _walk(keras, graph, flat_inputs, rows, steps, depth, prefix) -> list:
             op = node.operation
             args, kwargs = node.arguments.fill_in(values)
             if id(node) in mask_nodes:
-                for ref, value in zip(node.outputs, keras.tree.flatten(op(*args, **kwargs))):
+                outputs = keras.tree.flatten(op(*args, **kwargs))
+                for ref, value in zip(node.outputs, outputs):
                     values[id(ref)] = value
+                if record:
+                    record(None, node.outputs, outputs, node.input_tensors)
                 continue
             row = TraceRow(name=op.name, path=prefix + op.name, cls=type(op).__name__,
                            kind=_kind(keras, op), depth=depth,
@@ -154,7 +175,7 @@ def _walk(keras, graph, flat_inputs, rows, steps, depth, prefix) -> list:
                 # rows; a Functional model adds nothing to its layers' masks.
                 first_child = len(rows)
                 outputs = _walk(keras, inner, inner._standardize_inputs(args[0]), rows, steps,
-                                depth + 1, row.path + "/")
+                                depth + 1, row.path + "/", record)
                 children = rows[first_child:]
             else:
                 outputs = keras.tree.flatten(op(*args, **kwargs))
@@ -166,6 +187,8 @@ def _walk(keras, graph, flat_inputs, rows, steps, depth, prefix) -> list:
             row.status = _status(row, received, children)
             if row.status == "drops":
                 row.fix = _fix(row, op, rows)
+            if record:
+                record(row, node.outputs, outputs, node.input_tensors)
     return [values[id(ref)] for ref in graph.outputs]
 
 

@@ -1,0 +1,113 @@
+"""The fix for the layer where padding enters, chosen from what the layer does.
+
+A layer's kind is read from its class (and, for your own layer, from the
+layers it holds): attention, position embedding, RNN, convolution, pooling.
+Each kind gets the remedy that keeps padded steps out of real ones.
+"""
+
+from __future__ import annotations
+
+from maskcli.keras.trace.graph import keras_module
+from maskcli.keras.trace.walk import TraceRow
+
+ATTENTION_NO_MASK = (
+    "attention with no mask reaching it attends to the padded steps: pass attention_mask "
+    "(True where a query may attend a key), or let a Keras mask reach it "
+    "(Embedding(mask_zero=True) before it)")
+ATTENTION_MASKED = (
+    "attention that gets a mask still attends to padded steps: make sure the mask reaches its "
+    "keys (value_mask, or attention_mask), not only its queries")
+POSITION = (
+    "absolute position embeddings on pre-padded data: the real tokens' positions move with "
+    "the amount of padding: pad post (maskcli pad --padding post), or compute positions from "
+    "the mask (the cumulative sum of the mask, minus 1)")
+RNN_PRE = (
+    "an RNN without a mask on pre-padded data runs over the padding before the real steps: "
+    "Embedding(mask_zero=True) (or Masking) so that the mask reaches it, or pad post")
+RNN_BACKWARD = (
+    "a bidirectional (or backward) RNN without a mask runs over the padding before it reaches "
+    "the real steps: Embedding(mask_zero=True) (or Masking) so that the mask reaches it; "
+    "padding post does not help the backward direction")
+RNN_LAST = (
+    "an RNN without a mask runs over the padding after the real steps before it returns its "
+    "state: Embedding(mask_zero=True) (or Masking) so that the mask reaches it")
+RNN_MASKED = ("an RNN that gets a mask still changes at real steps: check that the mask "
+              "matches the padding (mask_zero / mask_value against the pad value)")
+CONVOLUTION = (
+    "a convolution over time reads the padded steps next to real ones: zero the padded steps "
+    "before it (multiply by the mask) and again after each convolution, or use "
+    "padding='causal' on post-padded data")
+POOLING = (
+    "pooling over time takes padded steps into the pool: pool over the real steps only "
+    "(GlobalAveragePooling1D with the mask reaching it, or set padded steps to -inf before a "
+    "max pool)")
+OWN_LAYER = (
+    "your own layer mixes padded steps into real ones: take mask=None in its call() and use it "
+    "(sum, pool or attend over real steps only), and set supports_masking = True if it keeps "
+    "the time axis")
+OPERATION = (
+    "this operation works across steps (a sum, mean, max or product over the time axis): "
+    "compute it over real steps only (multiply by the mask first), or in a layer that takes "
+    "mask=")
+OTHER = "it mixes steps: let the mask reach it, or zero the padded steps before it"
+BUILT_IN = ("keras.", "tf_keras.")  # Keras' own layers: their class says what they do
+LIBRARIES = ("keras_hub.", "keras_nlp.")  # blocks built of Keras layers, not your own code
+
+
+def entry_fix(layer, row: TraceRow, *, pre_padded: bool, positions: bool = False) -> str:
+    """The fix for ``layer`` (None for an operation), where padding enters.
+
+    ``positions``: one of its inputs is a per-position tensor without the
+    batch axis (``ops.arange`` over the steps), i.e. absolute positions.
+    """
+    if layer is None:
+        return POSITION if positions and pre_padded else OPERATION
+    found = [(kind, layer) for kind in _kinds(layer)]
+    module = type(layer).__module__
+    own = not module.startswith(BUILT_IN + LIBRARIES)
+    if not module.startswith(BUILT_IN):  # what it holds tells what it does
+        found += [(kind, inner) for inner in layer._flatten_layers(include_self=False)
+                  for kind in _kinds(inner)]
+    if positions or any(word in f"{type(layer).__name__} {layer.name}".lower()
+                        for word in ("position", "rotary", "sinusoid")):
+        found.insert(0, ("position", layer))
+    fixes = list(dict.fromkeys(fix for kind, inner in found
+                               if (fix := _fix(kind, inner, row, pre_padded))))
+    if not fixes:
+        return OWN_LAYER if own else OTHER
+    return ("inside your own layer: " if own else "") + "; ".join(fixes)
+
+
+def _kinds(layer) -> list[str]:
+    layers = keras_module().layers
+    name = type(layer).__name__
+    if isinstance(layer, (layers.MultiHeadAttention, layers.Attention,
+                          layers.AdditiveAttention, layers.GroupQueryAttention)) \
+            or "Attention" in name:
+        return ["attention"]
+    if isinstance(layer, (layers.RNN, layers.Bidirectional)):
+        return ["rnn"]
+    if isinstance(layer, (layers.Conv1D, layers.SeparableConv1D, layers.DepthwiseConv1D,
+                          layers.Conv1DTranspose)):
+        return ["convolution"]
+    if isinstance(layer, (layers.MaxPooling1D, layers.AveragePooling1D,
+                          layers.GlobalMaxPooling1D, layers.GlobalAveragePooling1D)) \
+            or "Pool" in name:
+        return ["pooling"]
+    return []
+
+
+def _fix(kind: str, layer, row: TraceRow, pre_padded: bool) -> str | None:
+    if kind == "position":
+        return POSITION if pre_padded else None
+    if kind == "attention":
+        return ATTENTION_MASKED if row.mask_in else ATTENTION_NO_MASK
+    if kind == "rnn":
+        if row.mask_in:
+            return RNN_MASKED
+        backward = isinstance(layer, keras_module().layers.Bidirectional) or getattr(
+            layer, "go_backwards", False)
+        if backward:
+            return RNN_BACKWARD
+        return RNN_PRE if pre_padded else RNN_LAST
+    return {"convolution": CONVOLUTION, "pooling": POOLING}.get(kind)
