@@ -20,6 +20,7 @@ _LAZY = {
     "MaskReport": "maskcli.core.diagnose",
     "audit_loss": "maskcli.keras.audit",  # TensorFlow itself loads only when a model runs
     "trace_mask": "maskcli.keras.trace",
+    "trace_padding": "maskcli.keras.trace",
 }
 
 __all__ = ["__version__", "MaskcliError", "InputError", "UsageError", *_LAZY]

@@ -86,7 +86,7 @@ def padded(tmp_path):
     (["--mask-value", "zero"], "is not a number"),
     (["--units", "0"], "--units"),
     (["--train-steps", "-1"], "--train-steps"),
-    (["--arch", "transformer"], "--arch"),
+    (["--arch", "transformer-xl"], "--arch"),
     (["--loss", "hinge"], "--loss"),
 ])
 def test_usage_errors(padded, extra, message):

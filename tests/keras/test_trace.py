@@ -403,4 +403,8 @@ def test_report_is_json_ready(traced):
     assert result["leak"] == "layer 'conv1d' (Conv1D) drops the mask" and result["ok"] is False
     assert result["inputs"] == [{"name": "tokens", "shape": [3, 6], "dtype": "int32"}]
     assert list(result["layers"][1]) == ["name", "path", "class", "kind", "depth", "mask_in",
-                                         "mask_out", "status", "fix", "time_axis", "is_output"]
+                                         "mask_out", "status", "fix", "time_axis", "is_output",
+                                         "padding_effect", "padding", "padding_fix"]
+    # a mask trace alone measures no padding effect: nothing enters, nothing is said
+    assert result["enters"] is None and result["padding_check"] is None
+    assert all(row["padding_effect"] is None for row in result["layers"])

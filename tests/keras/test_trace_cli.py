@@ -28,13 +28,29 @@ class ForgetfulScale(keras.layers.Layer):
 
     def call(self, x):
         return x * 2.0
+
+
+@keras.saving.register_keras_serializable(package="maskcli_test")
+class TinyTagger(keras.Model):
+    """A subclassed tagger whose attention gets no mask."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.embed = keras.layers.Embedding(20, 4)
+        self.att = keras.layers.MultiHeadAttention(2, 2)
+        self.tags = keras.layers.Dense(3)
+
+    def call(self, ids):
+        x = self.embed(ids)
+        return self.tags(self.att(x, x))
 '''
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def forget_custom_layers():
     """Make Keras forget the test's custom layer, as a fresh process would."""
-    keras.saving.get_custom_objects().pop("maskcli_test>ForgetfulScale", None)
+    for name in ("ForgetfulScale", "TinyTagger"):
+        keras.saving.get_custom_objects().pop(f"maskcli_test>{name}", None)
     sys.modules.pop("maskcli_user_custom_layers", None)
 
 
@@ -47,6 +63,7 @@ def saved(tmp_path_factory):
     layers_py.write_text(CUSTOM_LAYERS)
     import_user_code([str(layers_py)])
     scale = sys.modules["maskcli_user_custom_layers"].ForgetfulScale
+    tagger = sys.modules["maskcli_user_custom_layers"].TinyTagger(name="tiny_tagger")
     L = keras.layers
 
     def save(name, body):
@@ -64,7 +81,12 @@ def saved(tmp_path_factory):
             L.Embedding(20, 4, mask_zero=True, name="embedding")(x))),
         "plain": save("plain", lambda x: L.Embedding(20, 4, name="embedding")(x)),
         "layers_py": layers_py,
+        "subclassed": folder / "subclassed.keras",
     }
+    tagger(np.array([[1, 2, 0]]))  # builds it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tagger.save(paths["subclassed"])
     forget_custom_layers()
     yield paths
     forget_custom_layers()
@@ -104,8 +126,11 @@ def test_builtin_embedding_lstm_keeps_the_mask():
 
 def test_json_schema():
     report, _ = trace_json(["--arch", "embedding-conv"], exit_code=1)
-    assert list(report) == ["model", "inputs", "synthetic", "padded", "layers", "leak", "ok",
-                            "versions"]
+    assert list(report) == ["model", "inputs", "synthetic", "padded", "layers", "leak", "enters",
+                            "padding_check", "ok", "versions"]
+    assert report["enters"] == "conv1d"
+    assert report["padding_check"] == {"measured": True, "extra_steps": 4, "sides": ["post"],
+                                       "rtol": 1e-5, "note": None}
     assert report["model"] == "embedding-conv"
     assert report["inputs"] == [{"name": "tokens", "shape": [3, 6], "dtype": "int32"}]
     assert report["synthetic"] is True and report["padded"] is True
@@ -113,8 +138,70 @@ def test_json_schema():
     conv = report["layers"][1]
     assert conv == {"name": "conv1d", "path": "conv1d", "class": "Conv1D", "kind": "layer",
                     "depth": 0, "mask_in": True, "mask_out": False, "status": "drops",
-                    "fix": conv["fix"], "time_axis": True, "is_output": False}
+                    "fix": conv["fix"], "time_axis": True, "is_output": False,
+                    "padding_effect": conv["padding_effect"], "padding": "enters",
+                    "padding_fix": conv["padding_fix"]}
     assert "mask=" in conv["fix"]
+    assert conv["padding_effect"] > 1e-3 and "a convolution over time" in conv["padding_fix"]
+    assert [row["padding"] for row in report["layers"]] == ["ignored", "enters", "inherited"]
+    assert report["layers"][0]["padding_effect"] == 0.0
+
+
+def test_transformer_unmasked_names_the_attention():
+    report, stderr = trace_json(["--arch", "transformer-unmasked"], exit_code=1)
+    assert [(row["path"], row["padding"]) for row in report["layers"]] == [
+        ("embedding", "ignored"), ("norm", "ignored"), ("attention", "enters"),
+        ("residual", "inherited"), ("feed_forward", "inherited"), ("output", "inherited")]
+    assert report["enters"] == "attention" and report["ok"] is False
+    assert "pass attention_mask" in report["layers"][2]["padding_fix"]
+    assert ("padding enters at layer 'attention' (MultiHeadAttention): attention with no mask "
+            "reaching it") in stderr
+    assert "mask leak: the model's output from layer 'output' (Dense) carries no mask" in stderr
+
+
+def test_transformer_ignores_padding_on_either_side(tmp_path):
+    report, stderr = trace_json(["--arch", "transformer", "--seed", "3"])
+    assert statuses(report) == [("embedding", "creates"), ("norm", "propagates"),
+                                ("attention", "propagates"), ("residual", "propagates"),
+                                ("feed_forward", "propagates"), ("output", "propagates")]
+    assert {row["padding"] for row in report["layers"]} == {"ignored"}
+    assert report["enters"] is None and report["ok"] is True
+    assert "padding ok: 4 more padding steps change no layer's output at real steps" in stderr
+    pre = tmp_path / "pre.jsonl"
+    pre.write_text("[0, 0, 5, 3]\n[0, 7, 1, 2]\n[4, 4, 4, 4]\n")
+    report, _ = trace_json(["--arch", "transformer", pre])
+    assert report["padding_check"]["sides"] == ["pre"] and report["enters"] is None
+
+
+def test_padding_column_and_its_note_in_the_table():
+    result = invoke(["trace-mask", "--arch", "transformer-unmasked", "--format", "table"],
+                    exit_code=1)
+    text = " ".join(result.stdout.split())
+    assert "padding effect" in text
+    row = next(line for line in result.stdout.splitlines() if "attention" in line)
+    assert "enters [1]" in row and "none" in row
+    assert "[1] attention (row 3): padding enters here: attention with no mask" in text
+    cells = {line.split("│")[2].strip(): line.split("│")[-2].strip()
+             for line in result.stdout.splitlines() if line.startswith("│ ") and line[2] != " "}
+    assert cells["embedding"] == "0" and cells["residual"].endswith(" inherited")
+    assert "padding enters at layer 'attention'" in result.stderr
+    assert "padding enters at layer" not in result.stdout
+
+
+def test_a_subclassed_model_needs_input_and_is_traced_by_its_sub_layers(saved, tmp_path):
+    args = ["--model", saved["subclassed"], "--import", saved["layers_py"]]
+    forget_custom_layers()
+    result = invoke(["trace-mask", *args], exit_code=2)
+    assert "a subclassed model has no input shape" in result.stderr and "give INPUT" in result.stderr
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text("[1, 2, 3, 0]\n[4, 5, 0, 0]\n[6, 7, 8, 9]\n")
+    forget_custom_layers()
+    report, stderr = trace_json([*args, ids], exit_code=1)
+    assert [(row["path"], row["padding"]) for row in report["layers"]] == [
+        ("embed", "ignored"), ("att", "enters"), ("tags", "inherited")]
+    assert report["inputs"] == [{"name": "inputs", "shape": [3, 4], "dtype": "int64"}]
+    assert "sub-layers are compared in the order they were called" in report["padding_check"]["note"]
+    assert "padding enters at layer 'att' (MultiHeadAttention)" in stderr
 
 
 def test_table_on_request():

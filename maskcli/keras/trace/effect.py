@@ -100,8 +100,9 @@ def trace_padding(model, inputs, masks=None, *, pad_values=None,
     second = _Recorder(keras, pad, reference=first.records)
     try:
         run(extended, second)
-    except ModelError as exc:
-        second.unpaired = f"the model cannot run on {extra} more padding steps ({exc})"
+    except ModelError as exc:  # a fixed length, or a layer that insists on the original one
+        why = str(exc).split(": check that")[0]
+        second.unpaired = f"the model cannot run on {extra} more padding steps ({why})"
     if second.unpaired or len(second.records) != len(first.records):
         for row in rows:
             row.padding_effect = row.padding = None
