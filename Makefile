@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: pad the Keras guide's example, inspect its mask, audit the loss
-# of a real model on it; then the same audit with a model that leaks (exit 1).
+# of a real model on it; then the same audit with a model that leaks (exit 1),
+# and a trace of a transformer whose attention lets padding in (exit 1).
 demo: $(STAMP)
 	@mkdir -p out
 	@echo "== maskcli pad sample_data/keras_guide.jsonl --padding post" >&2
@@ -32,6 +33,9 @@ demo: $(STAMP)
 	@echo "== maskcli audit-loss out/keras_guide.npz --arch embedding-conv  (a model that leaks)" >&2
 	$(BIN)/maskcli audit-loss out/keras_guide.npz --arch embedding-conv --format table \
 		|| echo "exit status $$?: padding leaks, as expected for embedding-conv" >&2
+	@echo "== maskcli trace-mask --arch transformer-unmasked  (where padding enters)" >&2
+	$(BIN)/maskcli trace-mask --arch transformer-unmasked --format table \
+		|| echo "exit status $$?: padding enters at the attention, as expected for transformer-unmasked" >&2
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -51,7 +51,7 @@ OPERATION = (
     "mask=")
 OTHER = "it mixes steps: let the mask reach it, or zero the padded steps before it"
 BUILT_IN = ("keras.", "tf_keras.")  # Keras' own layers: their class says what they do
-LIBRARIES = ("keras_hub.", "keras_nlp.")  # blocks built of Keras layers, not your own code
+LIBRARIES = ("keras_hub.", "keras_nlp.", "maskcli.")  # blocks of Keras layers, not your code
 
 
 def entry_fix(layer, row: TraceRow, *, pre_padded: bool, positions: bool = False) -> str:
