@@ -317,6 +317,10 @@ def test_help_and_readme():
     section = readme.split("## maskcli trace-mask", 1)[1].split("\n## ", 1)[0]
     for status in ("creates", "propagates", "consumes", "drops", "none"):
         assert f"`{status}`" in section
+    for padding in ("enters", "inherited", "contains", "padding_effect", "padding_check"):
+        assert f"`{padding}`" in section
+    assert "maskcli trace-mask --arch transformer-unmasked" in result.stdout
+    assert "padding enters real steps" in " ".join(result.stdout.split())
 
 
 def test_help_loads_neither_tensorflow_nor_rich():

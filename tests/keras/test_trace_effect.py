@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskcli.core.errors import ModelError
+from maskcli.core.errors import InputError, ModelError
 from maskcli.core.extend import extend_padding
 from maskcli.keras import trace
 from maskcli.keras.models import full_float32, import_keras
@@ -326,6 +326,9 @@ def test_input_masks_follow_explicit_mask_inputs():
     (mask,) = trace.input_masks([features], ["x"], pad_values=-1.0)
     assert mask.tolist() == [[True, True, True], [True, True, False]]
     assert trace.is_mask_input("decoder_padding_mask") and not trace.is_mask_input("token_ids")
+    with pytest.raises(InputError, match=r"the mask of input 'x' has shape \(2, 2\), the input "
+                                         r"\(2, 3, 2\): give one mask value per step \(2, 3\)"):
+        trace.input_masks([features], ["x"], [np.ones((2, 2), bool)])
 
 
 def test_padding_cause_names_the_layer_and_a_dropped_mask(traced):

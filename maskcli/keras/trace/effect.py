@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskcli.core.errors import ModelError
+from maskcli.core.errors import InputError, ModelError
 from maskcli.core.extend import extend_padding, pad_fill, pre_padded_rows
 from maskcli.core.masks import compute_mask, default_mode
 from maskcli.keras.trace import fixes, record
@@ -134,13 +134,18 @@ def padding_cause(trace: PaddingTrace, with_drop: bool = True) -> str | None:
 
 def input_masks(flat: list[np.ndarray], names: list[str], masks=None, pad_values=None) -> list:
     """One mask (True = real step, shape (sequences, steps)) per input."""
-    given = _per_input(masks, flat)
-    values = _per_input(pad_values, flat)
+    given = _per_input(masks, flat, names)
+    values = _per_input(pad_values, flat, names)
     result = []
     for array, name, mask, value in zip(flat, names, given, values):
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
-            result.append(mask.any(axis=-1) if mask.ndim == 3 else mask)
+            mask = mask.any(axis=-1) if mask.ndim == 3 else mask
+            if mask.shape != array.shape[:2]:
+                raise InputError(f"the mask of input '{name}' has shape {mask.shape}, the input "
+                                 f"{array.shape}: give one mask value per step "
+                                 f"{array.shape[:2]}, True = real step")
+            result.append(mask)
         elif array.ndim < 2 or array.dtype.kind not in "biuf":
             result.append(None)  # no time axis: nothing to pad
         elif is_mask_input(name) and array.ndim == 2:
@@ -180,7 +185,7 @@ class _Geometry:
             return None
         mask = self.masks[found[0]].copy()
         offsets = self.offsets[found[0]]
-        for i in found[1:]:  # inputs of one length share the steps both call real
+        for i in found[1:]:  # inputs of one length: the steps real in all of them
             if np.array_equal(self.offsets[i], offsets):
                 mask &= self.masks[i]
         seq, step = np.nonzero(mask)
@@ -188,21 +193,23 @@ class _Geometry:
 
 
 def _extended(flat, names, masks, extra, pad_values):
-    values = _per_input(pad_values, flat)
+    """Each input with ``extra`` more padding steps, and how they line up."""
+    values = _per_input(pad_values, flat, names)
     extended, offsets, pres, lengths = [], [], [], []
     batch = len(flat[0]) if flat and np.ndim(flat[0]) else 0
     for array, name, mask, value in zip(flat, names, masks, values):
-        if mask is None:
-            extended.append(array)
-            offsets.append(None), pres.append(np.zeros(0, bool)), lengths.append(None)
-            continue
-        pre = pre_padded_rows(mask)
-        fill = 0 if is_mask_input(name) else pad_fill(array, mask)
-        if fill is None:  # no padded step to copy: the pad value, else 0
-            fill = 0 if value is None else value
-        longer, offset = extend_padding(array, mask, extra, fill, pre)
-        extended.append(longer), offsets.append(offset), pres.append(pre)
-        lengths.append(array.shape[1])
+        longer, offset, pre, length = array, None, np.zeros(0, bool), None
+        if mask is not None:
+            pre = pre_padded_rows(mask)
+            fill = 0 if is_mask_input(name) else pad_fill(array, mask)
+            if fill is None:  # no padded step to copy: the pad value, else 0
+                fill = 0 if value is None else value
+            longer, offset = extend_padding(array, mask, extra, fill, pre)
+            length = array.shape[1]
+        extended.append(longer)
+        offsets.append(offset)
+        pres.append(pre)
+        lengths.append(length)
     real = [m.any(axis=1) for m in masks if m is not None and len(m) == batch]
     real_rows = np.flatnonzero(np.any(real, axis=0)) if real else np.arange(batch)
     return extended, _Geometry(extra, batch, lengths, masks, offsets, pres, real_rows)
@@ -221,12 +228,13 @@ def _flat_inputs(keras, model, inputs) -> tuple[list[np.ndarray], list[str]]:
     return flat, names or [f"input_{i}" for i in range(len(flat))]
 
 
-def _per_input(values, flat) -> list:
-    """``values`` (None, one value or array for all, a list, or a dict) per input."""
+def _per_input(values, flat, names) -> list:
+    """``values`` (None, one value or array for all, a list, or a dict by
+    input name) per input."""
     if values is None:
         return [None] * len(flat)
     if isinstance(values, dict):
-        return [values[name] for name in sorted(values)]
+        return [values.get(name) for name in names]
     if isinstance(values, (list, tuple)) and len(values) == len(flat):
         return list(values)
     if isinstance(values, np.ndarray) and values.ndim >= 2:
