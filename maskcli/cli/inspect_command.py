@@ -32,9 +32,12 @@ from maskcli.core.errors import UsageError
 @click.option("--strict", is_flag=True, help="Exit 1 when any diagnostic fires (for CI).")
 @click.option("--svg", type=click.Path(dir_okay=False), metavar="FILE",
               help="Save the display as an SVG image.")
+@click.option("--field", metavar="NAME",
+              help="An npz of several fields (maskcli pad --field A --field B): the field to "
+                   "inspect, with its own mask and pad value. [default: the first]")
 @click.pass_context
 def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as_int, rows,
-                         strict, svg):
+                         strict, svg, field):
     """Build the mask Keras would build from padded data, show it and diagnose it.
 
     \b
@@ -68,7 +71,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     for target in targets:
         refuse_overwrite(target, input)
 
-    report = inspect_mask(load_padded(input), mode=mode, mask_value=mask_value)
+    report = inspect_mask(load_padded(input, field=field), mode=mode, mask_value=mask_value)
     written = with_polarity(report.mask, polarity, as_int)
     if output:
         with atomic_output(output) as handle:

@@ -17,8 +17,9 @@ from maskcli.core.errors import MaskcliError
               help="Pad before or after each sequence (Keras' default: pre).")
 @click.option("--truncating", type=click.Choice(["pre", "post"]), default="pre",
               show_default=True, help="Cut long sequences at the front or the end.")
-@click.option("--value", "value_text", default="0", show_default=True, metavar="V",
-              help="Pad value: a number (nan and -inf too), or a string with --dtype str.")
+@click.option("--value", "value_texts", multiple=True, metavar="V|NAME=V",
+              help="Pad value: a number (nan and -inf too), or a string with --dtype str; "
+                   "NAME=V sets field NAME's own, e.g. labels=-100. Repeatable. [default: 0]")
 @click.option("--dtype", default="int32", show_default=True, metavar="D",
               help="Output dtype: int32, int64, float32, float64, str (as wide as the longest "
                    "token), ...")
@@ -30,12 +31,14 @@ from maskcli.core.errors import MaskcliError
 @click.option("--save-vocab", metavar="FILE",
               help="Build the vocabulary from the input (most frequent first), write it to "
                    "FILE and map tokens with it.")
-@click.option("--from", "fmt_in", type=click.Choice(["auto", "jsonl", "json", "text"]),
+@click.option("--from", "fmt_in",
+              type=click.Choice(["auto", "jsonl", "json", "text", "parquet", "arrow"]),
               default="auto", show_default=True,
-              help="Input format; auto goes by the extension (.jsonl/.ndjson, .json, .txt) "
-                   "and sniffs standard input.")
-@click.option("--field", metavar="NAME",
-              help="jsonl/json of objects: the key holding each sequence, e.g. input_ids.")
+              help="Input format; auto goes by the extension (.jsonl/.ndjson, .json, .txt, "
+                   ".parquet, .arrow/.feather) and by the first bytes.")
+@click.option("--field", "fields", metavar="NAME", multiple=True,
+              help="The key (jsonl/json objects) or list column (Parquet/Arrow) holding the "
+                   "sequences, e.g. input_ids. Repeat it to pad several fields at once.")
 @click.option("--sep", metavar="TEXT",
               help="text: the token separator, '\\t' for a tab [default: any whitespace].")
 @click.option("-o", "--output", default="-", metavar="PATH",
@@ -43,22 +46,28 @@ from maskcli.core.errors import MaskcliError
 @click.option("--to", "fmt_out", type=click.Choice(["auto", "jsonl", "csv", "tsv", "npy", "npz"]),
               default="auto", show_default=True,
               help="Output format; auto goes by the extension of -o, jsonl on standard output.")
+@click.option("--mask-as", metavar="NAME",
+              help="npz: also write the mask as int32 1/0 under NAME, e.g. padding_mask "
+                   "(KerasHub) or attention_mask (Hugging Face).")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar (shown on a terminal when a file takes over a second).")
-def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_of, vocab,
-        save_vocab, fmt_in, field, sep, output, fmt_out, quiet):
+def pad(input, maxlen, padding, truncating, value_texts, dtype, pad_to_multiple_of, vocab,
+        save_vocab, fmt_in, fields, sep, output, fmt_out, mask_as, quiet):
     """Pad and truncate sequences exactly like keras.utils.pad_sequences.
 
-    INPUT is a jsonl, json or text file, or - for standard input (the default).
-    Options named as in Keras come first, with Keras' defaults.
+    INPUT is a jsonl, json, text, Parquet or Arrow file, or - for standard
+    input (the default). Options named as in Keras come first, with Keras'
+    defaults.
 
     \b
     maskcli pad sample_data/keras_guide.jsonl --padding post
     maskcli pad data.jsonl --maxlen 64 --padding post -o padded.npz
     maskcli pad records.jsonl --field input_ids --to csv
     maskcli pad sentences.txt --save-vocab vocab.txt --padding post
+    maskcli pad train.parquet --field input_ids --field labels --value labels=-100 \\
+        --padding post --mask-as padding_mask -o train.npz
     """
-    from maskcli.core.masks import parse_value
+    from maskcli.core.fields import split_values
     from maskcli.core.padding import PadOptions, parse_dtype
     from maskcli.formats import writers
     from maskcli.formats.pipeline import pad_file
@@ -71,14 +80,11 @@ def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_o
             and sys.stdout.isatty():
         raise click.UsageError(f"--to {fmt_out} is binary: write it to a file with -o, or pipe it")
     parsed_dtype = parse_dtype(dtype)
-    value = value_text
-    if parsed_dtype.kind != "U":
-        try:
-            value = parse_value(value_text)
-        except MaskcliError as exc:
-            raise click.BadParameter(str(exc), param_hint="'--value'") from None
+    default, named = split_values(value_texts)
+    value = _pad_value("0" if default is None else default, parsed_dtype)
+    values = {name: _pad_value(text, parsed_dtype) for name, text in named.items()}
     options = PadOptions.make(maxlen, parsed_dtype, padding, truncating, value, pad_to_multiple_of)
-    read = ReadOptions(fmt_in, field, "\t" if sep == "\\t" else sep)
+    read = ReadOptions(fmt_in, fields, "\t" if sep == "\\t" else sep)
     progress = None
     if not quiet and _stderr_is_terminal():
         from maskcli.render.progress import ProgressBar
@@ -86,15 +92,19 @@ def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_o
         progress = ProgressBar("padding")
     try:
         report = pad_file(input, output, options=options, read=read, to=fmt_out, vocab=vocab,
-                          save_vocab=save_vocab, progress=progress)
+                          save_vocab=save_vocab, progress=progress, values=values,
+                          mask_as=mask_as)
     finally:
         if progress is not None:
             progress.close()
-    if report.truncated:
-        side = "front" if truncating == "pre" else "end"
-        click.echo(f"warning: {report.truncated} of {report.sequences} sequences were longer than "
-                   f"--maxlen {report.maxlen} and lost steps at the {side} "
-                   f"(--truncating {truncating})", err=True)
+    side = "front" if truncating == "pre" else "end"
+    several = len(report.fields) > 1
+    for name, truncated in (report.truncated_fields.items() if several
+                            else [(None, report.truncated)]):
+        if truncated:
+            click.echo(f"warning: {f'{name}: ' if several else ''}{truncated} of "
+                       f"{report.sequences} sequences were longer than --maxlen {report.maxlen} "
+                       f"and lost steps at the {side} (--truncating {truncating})", err=True)
     if report.oov:
         click.echo(f"warning: {report.oov} of {report.tokens} tokens are not in the vocabulary "
                    f"and became id 1 ({report.oov_token})", err=True)
@@ -105,3 +115,15 @@ def pad(input, maxlen, padding, truncating, value_text, dtype, pad_to_multiple_o
 
 def _stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
+
+
+def _pad_value(text: str, dtype):
+    """A --value as the dtype wants it: the text for str, else a number."""
+    from maskcli.core.masks import parse_value
+
+    if dtype.kind == "U":
+        return text
+    try:
+        return parse_value(text)
+    except MaskcliError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--value'") from None

@@ -166,7 +166,7 @@ def _as_padded(data, mask) -> Padded:
     if mask is not None:
         padded = Padded(padded.inputs, padded.source,
                         check_mask(padded.source, mask, padded.inputs),
-                        padded.lengths, padded.meta, padded.extra)
+                        padded.lengths, padded.meta, padded.extra, padded.fields, padded.field)
     return padded
 
 

@@ -24,14 +24,17 @@ class ModelError(MaskcliError):
 
 
 def where(source: str, line: int | None = None, sequence: int | None = None,
-          step: int | None = None) -> str:
-    """Format a location such as ``data.jsonl, line 4 (sequence 3, step 2)``."""
+          step: int | None = None, unit: str = "sequence") -> str:
+    """Format a location such as ``data.jsonl, line 4 (sequence 3, step 2)``.
+
+    ``unit`` names what ``sequence`` counts: ``row`` for a table's rows.
+    """
     place = source
     if line is not None:
         place += f", line {line}"
     inner = []
     if sequence is not None:
-        inner.append(f"sequence {sequence}")
+        inner.append(f"{unit} {sequence}")
     if step is not None:
         inner.append(f"step {step}")
     if inner:

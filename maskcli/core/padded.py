@@ -23,6 +23,8 @@ class Padded:
     lengths: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # other npz arrays, e.g. targets
+    fields: tuple[str, ...] = ()  # the npz arrays that are padded fields, in order
+    field: str | None = None  # which of them ``inputs`` is
 
     @property
     def pad_value(self):

@@ -41,7 +41,8 @@ class Ragged:
     """Sequences as a ragged pair, plus what error messages need to name a place.
 
     ``first`` is the index of this chunk's first sequence in the whole input;
-    ``lines`` (when the input has lines) the 1-based line of each sequence.
+    ``lines`` (when the input has lines) the 1-based line of each sequence;
+    ``unit`` what messages call a sequence (``row`` in a Parquet/Arrow table).
     """
 
     values: np.ndarray
@@ -49,11 +50,12 @@ class Ragged:
     source: str = "sequences"
     first: int = 0
     lines: np.ndarray | None = None
+    unit: str = "sequence"
 
     def place(self, sequence: int, step: int | None = None) -> str:
         """Name sequence ``sequence`` of this chunk (and a step of it)."""
         line = None if self.lines is None else int(self.lines[sequence])
-        return where(self.source, line, self.first + sequence, step)
+        return where(self.source, line, self.first + sequence, step, self.unit)
 
     def place_of_step(self, flat_index: int) -> str:
         """Name the step at ``flat_index`` of ``values``."""

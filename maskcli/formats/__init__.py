@@ -1,5 +1,7 @@
-"""File formats: raw sequences in (jsonl, json, text), padded arrays out
-(npy, npz, jsonl, csv, tsv) and back in, vocabularies, safe file handling.
+"""File formats: raw sequences in (jsonl, json, text, Parquet and Arrow tables),
+padded arrays out (npy, npz, jsonl, csv, tsv) and back in, vocabularies, safe
+file handling.
 
-Built on the core; never imports keras/tensorflow, click or rich.
+Built on the core; never imports keras/tensorflow, click or rich. pyarrow is
+imported by ``arrow`` alone, and only for Parquet and Arrow input.
 """

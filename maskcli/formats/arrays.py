@@ -5,6 +5,11 @@ Accepted: an npz written by ``maskcli pad`` (``inputs``, ``mask``, ``lengths``,
 padded array per line, or a csv/tsv with one padded row per line. Standard
 input is sniffed: npy starts with ``\\x93NUMPY``, npz with ``PK``.
 
+An npz of several fields (``maskcli pad --field A --field B``) names them in
+``meta["fields"]``: the first field is read as the inputs, or the one asked
+for, with its own mask (``NAME_mask`` when it has one) and pad value; every
+other array stays in :attr:`Padded.extra`.
+
 Nothing is ever unpickled: every ``np.load`` has ``allow_pickle=False``.
 """
 
@@ -51,14 +56,21 @@ def sniff_format(path: str, data: bytes) -> str:
     return "tsv" if b"\t" in data[:4096] else "csv"
 
 
-def load_padded(path: str = STDIN, fmt: str = "auto") -> Padded:
-    """Read padded inputs (plus mask/lengths/meta from an npz)."""
+def load_padded(path: str = STDIN, fmt: str = "auto", field: str | None = None) -> Padded:
+    """Read padded inputs (plus mask/lengths/meta from an npz). ``field``: the
+    field of an npz of several fields to read as the inputs (default: the first)."""
     name, data = read_bytes(path)
     fmt = sniff_format(path, data) if fmt == "auto" else fmt
     if not data:
         raise InputError(f"{name} is empty: give padded data, e.g. from 'maskcli pad -o x.npz'")
     if fmt == "npz":
         arrays = _load_npz(name, data)
+        meta = _parse_meta(name, arrays.pop("meta", None))
+        if meta.get("fields"):
+            return _field_of(name, arrays, meta, field)
+        if field is not None and field != "inputs":
+            raise UsageError(f"--field {field}: {name} holds one field, 'inputs': drop --field, "
+                             "or pad several with 'maskcli pad --field A --field B'")
         if "inputs" not in arrays:
             raise InputError(
                 f"{name} has no 'inputs' array (it has: {', '.join(sorted(arrays)) or 'none'}): "
@@ -66,11 +78,44 @@ def load_padded(path: str = STDIN, fmt: str = "auto") -> Padded:
         inputs = arrays.pop("inputs")
         mask = arrays.pop("mask", None)
         lengths = arrays.pop("lengths", None)
-        meta = _parse_meta(name, arrays.pop("meta", None))
         if mask is not None:
             mask = check_mask(name, mask, inputs)
         return Padded(_check_dtype(name, inputs), name, mask, lengths, meta, arrays)
+    if field is not None:
+        raise UsageError(f"--field {field}: {name} is {fmt}, which holds one array: --field "
+                         "picks a field of an npz written by 'maskcli pad --field A --field B'")
     return Padded(_check_dtype(name, _load_dense(name, data, fmt)), name)
+
+
+def _field_of(name: str, arrays: dict, meta: dict, field: str | None) -> Padded:
+    """One field of an npz of several fields, with its own mask, lengths and pad
+    value; the other arrays (other fields, their masks) go to ``extra``."""
+    fields = meta["fields"]
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise InputError(f"{name}: 'fields' in 'meta' is not a list of names: write the file "
+                         "with 'maskcli pad'")
+    chosen = fields[0] if field is None else field
+    if chosen not in fields:
+        raise UsageError(f"--field {chosen}: {name} has no field {chosen!r} (fields: "
+                         f"{', '.join(fields)}): give one of them")
+    if chosen not in arrays:
+        raise InputError(f"{name} has no {chosen!r} array, yet its 'meta' lists it: write the "
+                         "file with 'maskcli pad'")
+    inputs = _check_dtype(name, arrays.pop(chosen))
+    own = chosen != fields[0] and f"{chosen}_mask" in arrays
+    mask_name, lengths_name = (f"{chosen}_mask", f"{chosen}_lengths") if own else ("mask", "lengths")
+    taken = chosen == fields[0] or own  # the first field's mask stays in extra for the others
+    mask = (arrays.pop if taken else arrays.get)(mask_name, None)
+    lengths = (arrays.pop if taken else arrays.get)(lengths_name, None)
+    values = meta.get("values") if isinstance(meta.get("values"), dict) else {}
+    maxlens = meta.get("maxlens") if isinstance(meta.get("maxlens"), dict) else {}
+    meta = {**meta, "value": values.get(chosen, meta.get("value")),
+            "maxlen": maxlens.get(chosen, meta.get("maxlen"))}
+    _check_pad_value(name, meta["value"])
+    source = f"{name}, field {chosen!r}"
+    if mask is not None:
+        mask = check_mask(source, mask, inputs)
+    return Padded(inputs, source, mask, lengths, meta, arrays, tuple(fields), chosen)
 
 
 def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarray:
@@ -149,11 +194,14 @@ def _parse_meta(name: str, meta: np.ndarray | None) -> dict:
         raise InputError(f"{name}: 'meta' is not a JSON string: write the file with 'maskcli pad'") from None
     if not isinstance(parsed, dict):
         raise InputError(f"{name}: 'meta' is not a JSON object: write the file with 'maskcli pad'")
-    value = parsed.get("value")
+    _check_pad_value(name, parsed.get("value"))
+    return parsed
+
+
+def _check_pad_value(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
         raise InputError(f"{name}: the pad value {json.dumps(value)} in 'meta' is neither a "
                          "number nor a token: write the file with 'maskcli pad'")
-    return parsed
 
 
 def _load_dense(name: str, data: bytes, fmt: str) -> np.ndarray:

@@ -1,11 +1,13 @@
-"""Reading raw (unpadded) sequences: jsonl, json and text, in chunks.
+"""Reading raw (unpadded) sequences: jsonl, json, text, Parquet and Arrow, in chunks.
 
 Formats:
 
-- ``jsonl``: one JSON array per line, or one object per line with the
-  sequence under ``field`` (e.g. ``input_ids``). Blank lines are skipped;
-  ``[]`` is an empty sequence.
+- ``jsonl``: one JSON array per line, or one object per line with a
+  sequence under each of ``fields`` (e.g. ``input_ids``, ``labels``). Blank
+  lines are skipped; ``[]`` is an empty sequence.
 - ``json``: one JSON array of such arrays (or objects).
+- ``parquet``, ``arrow``: a table with one list column per field, read by
+  :mod:`maskcli.formats.arrow` (pyarrow is imported only for them).
 - ``text``: one sequence per line, tokens split on whitespace or on ``sep``;
   every line is a sequence, so an empty line is an empty sequence. When
   ``numbers`` is set, tokens are parsed as numbers: integers if every token of
@@ -15,9 +17,9 @@ Lines end with ``\\n`` or ``\\r\\n``; a UTF-8 byte order mark is skipped.
 Line numbers in messages count from 1, sequence and step indices from 0
 (they are the row and column of the padded array).
 
-The input is read in blocks of whole lines and each block becomes one
-:class:`~maskcli.padding.Ragged` chunk, so memory stays bounded when the
-consumer streams. :func:`parse_block` is the single place where a block's
+The input is read in blocks of whole lines (record batches for tables) and
+each block becomes one :class:`~maskcli.core.padding.Ragged` chunk per field, so
+memory stays bounded when the consumer streams. :func:`parse_block` is the single place where a block's
 bytes become numbers. Integer-only jsonl and text take a faster route first
 (:mod:`maskcli.formats.fastparse`, vectorised over the bytes, on worker threads);
 whatever it cannot read exactly goes to the generic parser, which also writes
@@ -37,41 +39,69 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskcli.core.errors import InputError, UsageError, where
-from maskcli.core.padding import Ragged, describe_step, steps_to_values
+from maskcli.core.padding import Ragged, describe_step
+from maskcli.formats import records
 from maskcli.formats.files import Source
 
-INPUT_FORMATS = ("auto", "jsonl", "json", "text")
-_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".txt": "text"}
+INPUT_FORMATS = ("auto", "jsonl", "json", "text", "parquet", "arrow")
+TABLE_FORMATS = ("parquet", "arrow")
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".txt": "text",
+               ".parquet": "parquet", ".pq": "parquet",
+               ".arrow": "arrow", ".arrows": "arrow", ".feather": "arrow", ".ipc": "arrow"}
+# Parquet files start with PAR1; Arrow IPC files with ARROW1; Arrow IPC streams
+# (what datasets' save_to_disk writes) with the continuation marker 0xFFFFFFFF.
+_MAGIC = ((b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"\xff\xff\xff\xff", "arrow"))
 BLOCK_BYTES = 1 << 20  # 1 MiB: thousands of typical lines, and the fast parser's
 # scratch arrays stay in the CPU caches (4 MiB blocks parse a third slower)
 FAST_PARSE = True  # False: every block takes the generic parser (tests compare the two)
-JSON_CHUNK = 1 << 15  # sequences per chunk for the json format
 _BOM = b"\xef\xbb\xbf"
 # A text token that is a number. Python's float() also takes "1_0" and
 # non-ASCII digits; maskcli does not, so that the rule is easy to state.
 _NUMBER = re.compile(r"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)",
                      re.IGNORECASE | re.ASCII)
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number",
-               float: "a number", bool: "a boolean", type(None): "null"}
 
 
 @dataclass(frozen=True)
 class ReadOptions:
     fmt: str = "auto"
-    field: str | None = None  # jsonl/json: the key holding the sequence
+    # jsonl/json: the keys holding the sequences; Parquet/Arrow: the list
+    # columns. A single name (or None) is accepted for one field.
+    fields: tuple[str, ...] = ()
     sep: str | None = None  # text: the token separator (None: any whitespace)
     numbers: bool = True  # text: parse tokens as numbers rather than keep strings
 
+    def __post_init__(self):
+        fields = self.fields
+        if fields is None or isinstance(fields, str):
+            fields = () if fields is None else (fields,)
+        object.__setattr__(self, "fields", tuple(fields))
+
+
+@dataclass
+class Fields:
+    """An opened input: its field names and its chunks, one Ragged per field.
+
+    ``names`` is empty for bare sequences (jsonl arrays, text): each chunk
+    then holds one Ragged. Record i of the input is row i of every field.
+    """
+
+    names: tuple[str, ...]
+    chunks: Iterator[tuple[Ragged, ...]]
+
 
 def detect_format(source: Source, head: bytes) -> str:
-    """The input format: by the file extension, else sniffed from the first bytes.
+    """The input format: by the file extension, else by the first bytes.
 
-    A first line that is a whole JSON value means jsonl; a JSON document
-    spread over several lines means json; anything else is text.
+    Parquet and Arrow are told by their magic bytes. Otherwise a first line
+    that is a whole JSON value means jsonl; a JSON document spread over
+    several lines means json; anything else is text.
     """
     if source.path is not None and source.path.suffix.lower() in _EXTENSIONS:
         return _EXTENSIONS[source.path.suffix.lower()]
-    start = head.lstrip()
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    start = head.removeprefix(_BOM).lstrip()
     if not start or start[:1] == b"{":
         return "jsonl"
     if start[:1] == b"[":
@@ -86,60 +116,83 @@ def detect_format(source: Source, head: bytes) -> str:
 def read_chunks(source: Source, options: ReadOptions = ReadOptions(),
                 block_bytes: int | None = None,
                 progress: Callable[[int], None] | None = None) -> Iterator[Ragged]:
-    """Yield the sequences of ``source`` as Ragged chunks, in input order.
+    """Yield the sequences of ``source`` (one field at most) as Ragged chunks, in order."""
+    for chunk in open_fields(source, options, block_bytes, progress).chunks:
+        yield chunk[0]
 
-    Every chunk's steps have the same shape as the first chunk's (checked).
-    ``progress``, if given, is called with the number of input bytes read
-    so far each time a chunk is ready.
+
+def open_fields(source: Source, options: ReadOptions = ReadOptions(),
+                block_bytes: int | None = None,
+                progress: Callable[[int], None] | None = None) -> Fields:
+    """Open ``source``: its field names, and its chunks in input order.
+
+    Every chunk's steps have the same shape as the first chunk's, field by
+    field (checked). ``progress``, if given, is called with the number of
+    input bytes read so far each time a chunk is ready.
     """
     block_bytes = block_bytes or BLOCK_BYTES
     progress = progress or (lambda done: None)
     head = source.stream.read(block_bytes)
+    fmt = detect_format(source, head) if options.fmt == "auto" else options.fmt
+    if fmt not in INPUT_FORMATS[1:]:
+        raise UsageError(f"unknown input format {fmt!r}: use one of {', '.join(INPUT_FORMATS)}")
+    if options.fields and fmt == "text":
+        raise UsageError(f"--field applies to jsonl/json input and Parquet/Arrow tables, but "
+                         f"{source.name} is read as text: drop --field, or say --from jsonl")
+    if options.sep is not None and fmt != "text":
+        raise UsageError(f"--sep applies to text input, but {source.name} is read as {fmt}: "
+                         "drop --sep, or say --from text")
+    if len(set(options.fields)) != len(options.fields):
+        twice = next(name for name in options.fields if options.fields.count(name) > 1)
+        raise UsageError(f"--field {twice} is given twice: name each field once")
+    if fmt in TABLE_FORMATS:
+        from maskcli.formats import arrow  # pyarrow: only for Parquet and Arrow input
+
+        names, chunks = arrow.open_table(source, fmt, options.fields, head, progress)
+        return Fields(names, _same_step_shapes(chunks))
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(f"{source.name} is UTF-16 text: convert it to UTF-8, e.g. "
                          "iconv -f UTF-16 -t UTF-8")
     skipped = len(head)
     head = head.removeprefix(_BOM)
     skipped -= len(head)
-    fmt = detect_format(source, head) if options.fmt == "auto" else options.fmt
-    if fmt not in INPUT_FORMATS[1:]:
-        raise UsageError(f"unknown input format {fmt!r}: use one of {', '.join(INPUT_FORMATS)}")
-    if options.field is not None and fmt == "text":
-        raise UsageError(f"--field applies to jsonl/json input, but {source.name} is read as text: "
-                         "drop --field, or say --from jsonl")
-    if options.sep is not None and fmt != "text":
-        raise UsageError(f"--sep applies to text input, but {source.name} is read as {fmt}: "
-                         "drop --sep, or say --from text")
     if fmt == "json":
-        chunks = _json_chunks(head + source.stream.read(), options, source.name)
+        chunks = records.json_chunks(head + source.stream.read(), options.fields, source.name)
     else:
         chunks = _line_chunks(head, source, fmt, options, block_bytes,
                               lambda done: progress(skipped + done))
-    feature_shape = None
+    return Fields(options.fields, _same_step_shapes(chunks))
+
+
+def _same_step_shapes(chunks: Iterator[tuple[Ragged, ...]]) -> Iterator[tuple[Ragged, ...]]:
+    """The chunks, checked: each field's steps keep the shape of its first steps."""
+    shapes = {}
     for chunk in chunks:
-        if len(chunk.values):
-            shape = chunk.values.shape[1:]
-            if feature_shape is None:
-                feature_shape = shape
-            elif shape != feature_shape:
-                raise InputError(
-                    f"{chunk.place_of_step(0)}: steps with {describe_step(shape)} after steps with "
-                    f"{describe_step(feature_shape)}: give every step the same number of features")
+        for index, field in enumerate(chunk):
+            if len(field.values):
+                shape = field.values.shape[1:]
+                expected = shapes.setdefault(index, shape)
+                if shape != expected:
+                    raise InputError(
+                        f"{field.place_of_step(0)}: steps with {describe_step(shape)} after steps "
+                        f"with {describe_step(expected)}: give every step the same number of "
+                        "features")
         yield chunk
 
 
 def _line_chunks(head: bytes, source: Source, fmt: str, options: ReadOptions,
-                 block_bytes: int, progress: Callable[[int], None]) -> Iterator[Ragged]:
+                 block_bytes: int, progress: Callable[[int], None]
+                 ) -> Iterator[tuple[Ragged, ...]]:
     line, sequence, done = 1, 0, 0
     blocks = _blocks(head, source.stream, block_bytes)
     for block, parsed in _parse_ahead(_fast_parser(fmt, options), blocks):
         if parsed is None:
-            chunk = parse_block(block, fmt, options, source.name, line, sequence)
+            chunk = parse_fields(block, fmt, options, source.name, line, sequence)
             line += block.count(b"\n")
         else:
-            chunk = _fast_chunk(parsed, fmt, source.name, line, sequence)
+            chunk = (_fast_chunk(parsed, fmt, source.name, line, sequence),)
             line += parsed.newlines
-        sequence += len(chunk.lengths)
+        sequence += len(chunk[0].lengths)
         done += len(block)
         progress(done)
         yield chunk
@@ -152,7 +205,7 @@ def _fast_parser(fmt: str, options: ReadOptions):
         return None
     from maskcli.formats import fastparse
 
-    if fmt == "jsonl" and options.field is None:
+    if fmt == "jsonl" and not options.fields:
         return fastparse.parse_jsonl_ints
     if fmt == "text" and options.sep is None and options.numbers:
         return fastparse.parse_text_ints
@@ -228,6 +281,12 @@ def parse_block(block: bytes, fmt: str, options: ReadOptions, source: str, first
     the same ``values`` (same dtype), ``lengths`` and ``lines`` as this one,
     and leave the messages of malformed input to it.
     """
+    return parse_fields(block, fmt, options, source, first_line, first_sequence)[0]
+
+
+def parse_fields(block: bytes, fmt: str, options: ReadOptions, source: str, first_line: int,
+                 first_sequence: int) -> tuple[Ragged, ...]:
+    """:func:`parse_block` for every field: one Ragged per field of ``options``."""
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -240,109 +299,10 @@ def parse_block(block: bytes, fmt: str, options: ReadOptions, source: str, first
     if "\r" in text:
         lines = [line.removesuffix("\r") for line in lines]
     if fmt == "jsonl":
-        return _parse_jsonl(lines, options.field, source, first_line, first_sequence,
-                            _has_literals(text))
-    return _parse_text(lines, options, source, first_line, first_sequence,
-                       strict=text.isascii() and "_" not in text)
-
-
-def _parse_jsonl(lines: list[str], field: str | None, source: str, first_line: int,
-                 first_sequence: int, literals: bool) -> Ragged:
-    numbers, records = [], []
-    for offset, line in enumerate(lines):
-        if not line or line.isspace():
-            continue
-        number = first_line + offset
-        try:
-            records.append(json.loads(line))
-        except ValueError as exc:
-            detail = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
-            raise InputError(f"{where(source, number)}: malformed JSON ({detail}): fix the line; "
-                             "each line holds one JSON array, e.g. [1, 2, 3]") from None
-        except RecursionError:
-            raise InputError(f"{where(source, number)}: JSON nested too deeply: each line holds "
-                             "one array of tokens or of feature vectors, e.g. [1, 2, 3]") from None
-        numbers.append(number)
-    return _records_to_chunk(records, field, source, first_sequence, literals, numbers)
-
-
-def _json_chunks(data: bytes, options: ReadOptions, source: str) -> Iterator[Ragged]:
-    try:
-        text = data.decode("utf-8")
-        records = json.loads(text) if text.strip() else []
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"{where(source, line)}: not UTF-8 text: convert the file to UTF-8, e.g. "
-                         "iconv -f latin1 -t UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where(source, exc.lineno)}: malformed JSON ({exc.msg}, column "
-                         f"{exc.colno}): fix it; the file holds one JSON array of arrays") from None
-    except RecursionError:
-        raise InputError(f"{source}: JSON nested too deeply: the file holds one array of "
-                         "sequences, e.g. [[1, 2], [3]]") from None
-    if not isinstance(records, list):
-        raise InputError(f"{source}: expected a JSON array of sequences, got "
-                         f"{_JSON_TYPES.get(type(records), 'a value')}: write [[1, 2], [3]], "
-                         "or use --from jsonl for one object per line")
-    literals = _has_literals(text)  # once: it scans the whole text
-    for start in range(0, len(records), JSON_CHUNK):
-        yield _records_to_chunk(records[start:start + JSON_CHUNK], options.field, source, start,
-                                literals)
-
-
-def _records_to_chunk(records: list, field: str | None, source: str, first_sequence: int,
-                      literals: bool, lines: list[int] | None = None) -> Ragged:
-    chunk = Ragged(np.empty(0), np.zeros(len(records), np.int64), source, first_sequence,
-                   None if lines is None else np.array(lines, dtype=np.int64))
-    steps = []
-    for index, record in enumerate(records):
-        sequence = _sequence(record, field, chunk, index)
-        chunk.lengths[index] = len(sequence)
-        steps.extend(sequence)
-    if literals:
-        _refuse_literals(steps, chunk)
-    chunk.values = steps_to_values(steps, chunk)
-    return chunk
-
-
-def _sequence(record, field: str | None, chunk: Ragged, index: int) -> list:
-    if field is not None:
-        if not isinstance(record, dict):
-            raise InputError(f"{chunk.place(index)}: {_JSON_TYPES.get(type(record), 'a value')}, "
-                             f"not an object with the field {field!r}: drop --field to read arrays")
-        if field not in record:
-            raise InputError(f"{chunk.place(index)}: no field {field!r} (keys: {_keys(record)}): "
-                             "name the field holding the sequence with --field")
-        record = record[field]
-    elif isinstance(record, dict):
-        raise InputError(f"{chunk.place(index)}: an object, not an array (keys: {_keys(record)}): "
-                         "name the field holding the sequence with --field, e.g. --field input_ids")
-    if not isinstance(record, list):
-        raise InputError(f"{chunk.place(index)}: expected an array, got "
-                         f"{_JSON_TYPES.get(type(record), 'a value')}: "
-                         "give each sequence as a JSON array, e.g. [1, 2, 3]")
-    return record
-
-
-def _keys(record: dict) -> str:
-    keys = list(record)
-    shown = ", ".join(map(repr, keys[:10]))
-    return (shown + ", ...") if len(keys) > 10 else (shown or "none")
-
-
-def _has_literals(text: str) -> bool:
-    """Whether JSON text may hold true, false or null (a cheap test, before a slow one)."""
-    return "true" in text or "false" in text or "null" in text
-
-
-def _refuse_literals(steps: list, chunk: Ragged) -> None:
-    """JSON true/false/null are no tokens; numpy would silently turn true into 1."""
-    for index, step in enumerate(steps):
-        items = step if isinstance(step, list) else (step,)
-        for item in items:
-            if item is None or isinstance(item, bool):
-                raise InputError(f"{chunk.place_of_step(index)}: {json.dumps(item)} is neither a "
-                                 "number nor a string: give token ids, numbers or strings")
+        return records.parse_jsonl(lines, options.fields, source, first_line, first_sequence,
+                                   records.has_literals(text))
+    return (_parse_text(lines, options, source, first_line, first_sequence,
+                        strict=text.isascii() and "_" not in text),)
 
 
 def _parse_text(lines: list[str], options: ReadOptions, source: str, first_line: int,

@@ -10,6 +10,12 @@
   ``meta`` (a 0-d unicode JSON string: padding, truncating, value, maxlen,
   dtype), the contract :mod:`maskcli.formats.arrays` reads. The chunks are kept and
   written once their total shape is known, without a concatenated copy.
+- Several fields (see :mod:`maskcli.core.fields`): npz holds one array per field
+  under its name (``mask`` and ``lengths`` are the first field's, and a field
+  whose lengths differ gets ``NAME_mask`` and ``NAME_lengths``); jsonl one
+  object per line keyed by field. ``mask_as`` adds the first field's mask as
+  int32 1/0 under that name (KerasHub's ``padding_mask``, Hugging Face's
+  ``attention_mask``).
 
 Strings go to npy/npz as fixed-width unicode as wide as the longest token.
 Nothing is pickled.
@@ -27,6 +33,7 @@ import numpy as np
 import numpy.lib.format as npy_format
 
 from maskcli.core.errors import UsageError
+from maskcli.core.fields import LENGTHS_SUFFIX, MASK_SUFFIX
 from maskcli.formats.fastformat import IntRows
 from maskcli.formats.files import STDIN
 
@@ -52,13 +59,18 @@ def output_format(path: str, fmt: str = "auto") -> str:
     return _EXTENSIONS[suffix]
 
 
-def open_writer(stream: BinaryIO, fmt: str, dtype: np.dtype | None = None):
+def open_writer(stream: BinaryIO, fmt: str, dtype: np.dtype | None = None,
+                fields: tuple[str, ...] = (), mask_as: str | None = None):
     """A writer of padded chunks to ``stream``: ``write(padded, mask, lengths)`` per
-    chunk, then ``close(meta)`` once. ``dtype``: the output dtype, if known
-    (a flexible ``str`` is not: its width comes from the longest token)."""
+    chunk (``write_fields`` with one such triple per field), then ``close(meta)``
+    once. ``dtype``: the output dtype, if known (a flexible ``str`` is not: its
+    width comes from the longest token). ``fields``: the names of two or more
+    fields (the caller has refused formats that hold one array)."""
     if fmt == "npy" and dtype is not None and dtype.itemsize and stream.seekable():
         return NpyWriter(stream)
-    return ArrayWriter(stream, fmt) if fmt in BINARY_FORMATS else RowWriter(stream, fmt)
+    if fmt in BINARY_FORMATS:
+        return ArrayWriter(stream, fmt, fields, mask_as)
+    return RowWriter(stream, fmt, fields)
 
 
 class RowWriter:
@@ -66,8 +78,9 @@ class RowWriter:
 
     keeps_chunks = False
 
-    def __init__(self, stream: BinaryIO, fmt: str):
+    def __init__(self, stream: BinaryIO, fmt: str, fields: tuple[str, ...] = ()):
         self.stream, self.fmt = stream, fmt
+        self.keys = [json.dumps(name, ensure_ascii=False) + ": " for name in fields]
         self.ints = IntRows(", " if fmt == "jsonl" else "\t" if fmt == "tsv" else ",",
                             brackets=fmt == "jsonl")
 
@@ -76,14 +89,29 @@ class RowWriter:
         if text is not None:
             self.stream.write(text)
             return
-        if self.fmt == "jsonl" and padded.dtype.kind in "iu":
-            rows = list(map(str, padded.tolist()))  # Python prints a list of ints as JSON
-        elif self.fmt == "jsonl":
-            rows = [_json_array(row) for row in _element_texts(padded, json_floats=True)]
-        else:
-            rows = self._delimited(padded)
+        rows = self._rows(padded)
         if rows:
             self.stream.write(("\n".join(rows) + "\n").encode("utf-8"))
+
+    def write_fields(self, parts: list[tuple]) -> None:
+        """jsonl of several fields: one object per line, ``{"ids": [...], "labels": [...]}``."""
+        if len(parts) == 1:
+            self.write(*parts[0])
+            return
+        columns = []
+        for padded, _, _ in parts:
+            text = self.ints.format(padded)
+            columns.append(text.decode().splitlines() if text is not None else self._rows(padded))
+        lines = ["{" + ", ".join(key + row for key, row in zip(self.keys, record)) + "}\n"
+                 for record in zip(*columns)]
+        self.stream.write("".join(lines).encode("utf-8"))
+
+    def _rows(self, padded: np.ndarray) -> list[str]:
+        if self.fmt == "jsonl" and padded.dtype.kind in "iu":
+            return list(map(str, padded.tolist()))  # Python prints a list of ints as JSON
+        if self.fmt == "jsonl":
+            return [_json_array(row) for row in _element_texts(padded, json_floats=True)]
+        return self._delimited(padded)
 
     def _delimited(self, padded: np.ndarray) -> list[str]:
         if padded.ndim > 2:
@@ -103,7 +131,15 @@ class RowWriter:
         """Rows carry no metadata."""
 
 
-class NpyWriter:
+class _OneArray:
+    """``write_fields`` for writers that hold one field."""
+
+    def write_fields(self, parts: list[tuple]) -> None:
+        (part,) = parts
+        self.write(*part)
+
+
+class NpyWriter(_OneArray):
     """npy to a file: each chunk goes to disk as it arrives, so memory stays
     bounded. The header is written first for zero rows, then rewritten in
     place with the final row count: numpy's header keeps room for that, and
@@ -141,25 +177,48 @@ class ArrayWriter:
 
     keeps_chunks = True
 
-    def __init__(self, stream: BinaryIO, fmt: str):
+    def __init__(self, stream: BinaryIO, fmt: str, fields: tuple[str, ...] = (),
+                 mask_as: str | None = None):
         self.stream, self.fmt = stream, fmt
+        self.fields, self.mask_as = fields, mask_as
+        # per field, its chunks: padded arrays, masks and lengths
         self.padded, self.masks, self.lengths = [], [], []
 
     def write(self, padded: np.ndarray, mask: np.ndarray, lengths: np.ndarray) -> None:
-        self.padded.append(padded)
-        self.masks.append(mask)
-        self.lengths.append(lengths)
+        self.write_fields([(padded, mask, lengths)])
+
+    def write_fields(self, parts: list[tuple]) -> None:
+        if not self.padded:
+            self.padded, self.masks, self.lengths = ([[] for _ in parts] for _ in range(3))
+        for index, (padded, mask, lengths) in enumerate(parts):
+            self.padded[index].append(padded)
+            self.masks[index].append(mask)
+            self.lengths[index].append(lengths)
 
     def close(self, meta: dict) -> None:
         # Chunks of strings may differ in width: the widest wins.
-        dtype = np.result_type(*(part.dtype for part in self.padded))
+        dtypes = [np.result_type(*(part.dtype for part in field)) for field in self.padded]
         if self.fmt == "npy":
-            _write_npy(self.stream, self.padded, dtype)
+            _write_npy(self.stream, self.padded[0], dtypes[0])
             return
-        meta_text = np.array(json.dumps({**meta, "dtype": str(dtype)}))
-        arrays = {"inputs": (self.padded, dtype), "mask": (self.masks, np.dtype(bool)),
-                  "lengths": (self.lengths, np.dtype(np.int64)),
-                  "meta": ([meta_text], meta_text.dtype)}
+        names = self.fields or ("inputs",)
+        arrays = {name: (parts, dtype) for name, parts, dtype in zip(names, self.padded, dtypes)}
+        arrays["mask"] = (self.masks[0], np.dtype(bool))
+        arrays["lengths"] = (self.lengths[0], np.dtype(np.int64))
+        meta = {**meta, "dtype": str(dtypes[0])}
+        if self.fields:
+            meta["masks"] = {names[0]: "mask"}
+            for index, name in enumerate(names[1:], 1):
+                meta["masks"][name] = "mask"
+                if any(not np.array_equal(first, other)
+                       for first, other in zip(self.lengths[0], self.lengths[index])):
+                    arrays[name + MASK_SUFFIX] = (self.masks[index], np.dtype(bool))
+                    arrays[name + LENGTHS_SUFFIX] = (self.lengths[index], np.dtype(np.int64))
+                    meta["masks"][name] = name + MASK_SUFFIX
+        if self.mask_as:
+            arrays[self.mask_as] = (self.masks[0], np.dtype(np.int32))  # 1 = real step
+        meta_text = np.array(json.dumps(meta))
+        arrays["meta"] = ([meta_text], meta_text.dtype)
         import zipfile  # only here: pad's start-up stays light for the other formats
 
         with zipfile.ZipFile(self.stream, "w", compression=zipfile.ZIP_STORED,

@@ -1,0 +1,282 @@
+"""Parquet and Arrow IPC tables into ragged chunks, without a Python object per token.
+
+Arrow stores a list column as offsets plus one flat array of values: the
+ragged pair of :mod:`maskcli.core.padding`, already built. Each record batch (or
+Parquet row group) of the chosen columns becomes one
+:class:`~maskcli.core.padding.Ragged` per column: ``lengths`` from the offsets,
+``values`` a view of Arrow's own buffer (numbers), so padding is one
+vectorised scatter. Strings are dictionary-encoded first, so that only the
+distinct tokens become Python strings.
+
+Accepted columns: ``list``, ``large_list`` or ``fixed_size_list`` of
+integers, floats or strings (also dictionary-encoded), and lists of those
+whose steps are fixed-size lists or lists of numbers: feature vectors, a 3-D
+padded array. Nulls are refused with the row and the column: maskcli never
+guesses a token.
+
+Files are read a batch at a time, so memory stays bounded when the
+consumer streams. Parquet and the Arrow file format need to seek, so
+standard input (or a pipe) is read into memory first, refused beyond this
+machine's memory.
+
+pyarrow is imported here only: this module is loaded for Parquet and Arrow
+input alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from maskcli.core.errors import InputError, MaskcliError, UsageError
+from maskcli.core.limits import too_big
+from maskcli.core.padding import Ragged, describe_step
+from maskcli.formats.files import Source
+
+# Rows per chunk: small batches (datasets writes 1,000 rows a batch) are joined
+# up to this many, so that the per-chunk cost of numpy calls stays small.
+BATCH_ROWS = 1 << 16
+_READ_BYTES = 1 << 24  # standard input is read into memory in blocks this size
+_FIX = {"parquet": "re-export it, e.g. with pyarrow.parquet.write_table or Dataset.to_parquet",
+        "arrow": "re-export it, e.g. with pyarrow.feather.write_feather or "
+                 "Dataset.save_to_disk"}
+
+
+def open_table(source: Source, fmt: str, fields: tuple[str, ...], head: bytes,
+               progress: Callable[[int], None]) -> tuple[tuple[str, ...], Iterator]:
+    """Open a Parquet or Arrow input: the names of the columns to pad (``fields``,
+    or the table's only list column), and its chunks, one Ragged per column."""
+    table = _Table(source, fmt, head)
+    names = _columns(table.schema, fields, source.name)
+    return names, table.chunks(names, progress)
+
+
+class _Table:
+    """A Parquet file or an Arrow IPC file or stream, read a batch at a time."""
+
+    def __init__(self, source: Source, fmt: str, head: bytes):
+        self.name, self.fmt = source.name, fmt
+        self.size = source.size
+        if source.path is not None and source.size is not None:
+            where = str(source.path)  # a regular file: pyarrow reads it itself
+        else:
+            where = pa.py_buffer(_read_all(source, head))
+        self.stream = None
+        with self._errors("its start"):
+            if fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                self.reader = pq.ParquetFile(where)
+                self.schema = self.reader.schema_arrow
+                self.rows = self.reader.metadata.num_rows
+            else:
+                stream = pa.OSFile(where) if isinstance(where, str) else pa.BufferReader(where)
+                file_format = head.startswith(b"ARROW1")
+                self.reader = (pa.ipc.open_file if file_format else pa.ipc.open_stream)(stream)
+                self.schema = self.reader.schema
+                self.stream = stream
+
+    def _done(self, rows: int) -> int | None:
+        """Bytes of the input read so far, for the progress bar (None: unknown)."""
+        if not self.size:
+            return None
+        if self.stream is not None:
+            return self.stream.tell()
+        return self.size * rows // max(self.rows, 1)
+
+    def _errors(self, place: str):
+        return _ArrowErrors(self.name, self.fmt, place)
+
+    def _batches(self, names: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
+        if self.fmt == "parquet":
+            yield from self.reader.iter_batches(batch_size=BATCH_ROWS, columns=list(names))
+        elif isinstance(self.reader, pa.ipc.RecordBatchFileReader):
+            for index in range(self.reader.num_record_batches):
+                yield self.reader.get_batch(index)
+        else:
+            yield from self.reader
+
+    def chunks(self, names: tuple[str, ...], progress: Callable[[int], None]) -> Iterator:
+        batches, first = self._batches(names), 0
+        while True:
+            pending, rows = [], 0
+            with self._errors(f"row {first}"):
+                for batch in batches:  # join small batches up to BATCH_ROWS rows
+                    pending.append(batch)
+                    rows += batch.num_rows
+                    if rows >= BATCH_ROWS:
+                        break
+                if not pending:
+                    return
+                chunk = tuple(column_chunk(_join(batch.column(name) for batch in pending), name,
+                                           self.name, first) for name in names)
+            yield chunk
+            first += rows
+            done = self._done(first)
+            if done is not None:
+                progress(done)
+
+
+def _join(arrays: Iterator[pa.Array]) -> pa.Array:
+    arrays = list(arrays)
+    return arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+
+
+class _ArrowErrors:
+    """Turn pyarrow's errors on a damaged file into one InputError naming the place."""
+
+    def __init__(self, name: str, fmt: str, place: str):
+        self.name, self.fmt, self.place = name, fmt, place
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if exc is None or isinstance(exc, MaskcliError):
+            return False
+        what = "a Parquet" if self.fmt == "parquet" else "an Arrow IPC"
+        if isinstance(exc, MemoryError):
+            raise InputError(f"{self.name}: reading at {self.place} would take more than this "
+                             f"machine's memory: it may be damaged; {_FIX[self.fmt]}") from None
+        if isinstance(exc, (pa.ArrowException, OSError, EOFError)):
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{self.name} is not {what} file that can be read, it may be "
+                             f"truncated or damaged (at {self.place}: {detail}): "
+                             f"{_FIX[self.fmt]}") from None
+        return False
+
+
+def _read_all(source: Source, head: bytes) -> bytes:
+    """The whole input, for readers that must seek: refused beyond memory."""
+    parts, total = [head], len(head)
+    while block := source.stream.read(_READ_BYTES):
+        parts.append(block)
+        total += len(block)
+        over = too_big(total)
+        if over:
+            raise InputError(f"{source.name}: reading it into memory would take more than "
+                             f"{over}: give the file's path instead of standard input")
+    return b"".join(parts)
+
+
+def _columns(schema: pa.Schema, fields: tuple[str, ...], name: str) -> tuple[str, ...]:
+    """The columns to pad: ``fields``, checked, or the table's only list column."""
+    lists = [column.name for column in schema if _is_list(column.type)]
+    if not fields:
+        if len(lists) == 1:
+            return (lists[0],)
+        if not lists:
+            raise InputError(f"{name} has no list column (columns: {_describe(schema)}): "
+                             "maskcli pads columns of lists, e.g. input_ids: list<int32>")
+        raise UsageError(f"{name} has several list columns ({', '.join(lists)}): name the one "
+                         "to pad with --field NAME, or several with --field A --field B")
+    for field in fields:
+        found = schema.get_all_field_indices(field)
+        if not found:
+            raise UsageError(f"--field {field}: {name} has no column {field!r} (columns: "
+                             f"{_describe(schema)}): give --field one of them")
+        if len(found) > 1:
+            raise InputError(f"{name} has {len(found)} columns named {field!r}: rename them "
+                             "so that each name is unique")
+        kind = schema.field(field).type
+        if not _is_list(kind):
+            raise InputError(f"{name}, column {field!r} is {kind}, not a list of tokens: give "
+                             f"--field a list column ({', '.join(lists) or 'there is none here'})")
+        _check_steps(kind.value_type, f"{name}, column {field!r} holds {kind}")
+    return tuple(fields)
+
+
+def _describe(schema: pa.Schema) -> str:
+    shown = [f"{column.name} ({column.type})" for column in schema][:12]
+    return ", ".join(shown) + (", ..." if len(schema) > 12 else "") if shown else "none"
+
+
+def _is_list(kind: pa.DataType) -> bool:
+    return (pa.types.is_list(kind) or pa.types.is_large_list(kind)
+            or pa.types.is_fixed_size_list(kind))
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or (
+        hasattr(pa.types, "is_string_view") and pa.types.is_string_view(kind))
+
+
+def _check_steps(kind: pa.DataType, what: str) -> None:
+    """Refuse a step type that is not a token, a number or a feature vector."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if _is_number(kind) or _is_text(kind) or pa.types.is_null(kind):
+        return
+    if _is_list(kind):
+        inner = kind.value_type
+        if _is_number(inner):
+            return
+        problem = ("feature vectors must hold numbers" if not _is_list(inner)
+                   else "nested deeper than feature vectors")
+        raise InputError(f"{what}: {problem}: give lists of numbers per step, e.g. "
+                         "list<list<float>>")
+    if pa.types.is_boolean(kind):
+        raise InputError(f"{what}: booleans are neither token ids nor numbers: cast the column "
+                         "to integers first, e.g. pyarrow.compute.cast(column, "
+                         "pa.list_(pa.int8()))")
+    raise InputError(f"{what}: give lists of integers, floats or strings (or of feature "
+                     "vectors of numbers)")
+
+
+def column_chunk(column: pa.Array, name: str, source: str, first_row: int) -> Ragged:
+    """One list column of a batch as a Ragged chunk: lengths from the offsets,
+    values from the flat child array (a view of Arrow's buffer for numbers)."""
+    chunk = Ragged(np.empty(0), np.zeros(len(column), np.int64), f"{source}, column {name!r}",
+                   first_row, unit="row")
+    if column.null_count:
+        row = int(np.argmax(~np.asarray(column.is_valid())))
+        raise InputError(f"{chunk.place(row)}: null instead of a sequence: give an empty list [] "
+                         "or drop the row (e.g. table.drop_null())")
+    chunk.lengths = pc.list_value_length(column).to_numpy().astype(np.int64)
+    chunk.values = _values(column.flatten(), chunk)
+    return chunk
+
+
+def _values(steps: pa.Array, chunk: Ragged) -> np.ndarray:
+    """The steps of every row, as numpy: numbers, strings, or feature vectors (2-D)."""
+    _refuse_nulls(steps, chunk, "null inside the sequence")
+    kind = steps.type
+    if pa.types.is_dictionary(kind):
+        if not len(steps):
+            return np.empty(0)
+        return _values(steps.dictionary, chunk)[steps.indices.to_numpy()]
+    if _is_number(kind):
+        return steps.to_numpy()
+    if not len(steps):
+        return np.empty(0)  # as the JSON readers give for rows of []
+    if _is_text(kind):
+        encoded = pc.dictionary_encode(steps)  # Python strings for the distinct tokens only
+        return np.array(encoded.dictionary.to_pylist(), dtype=str)[encoded.indices.to_numpy()]
+    widths = pc.list_value_length(steps).to_numpy()
+    width = int(widths[0])
+    ragged = np.flatnonzero(widths != width)
+    if len(ragged):
+        step = int(ragged[0])
+        raise InputError(f"{chunk.place_of_step(step)}: {describe_step((int(widths[step]),))} "
+                         f"among steps with {describe_step((width,))}: give every step the same "
+                         "number of features")
+    features = steps.flatten()
+    if features.null_count:
+        at = int(np.argmax(~np.asarray(features.is_valid()))) // max(width, 1)
+        raise InputError(f"{chunk.place_of_step(at)}: null inside a feature vector: fill it with "
+                         "a number (e.g. 0 or nan)")
+    return features.to_numpy().reshape(len(steps), width)
+
+
+def _refuse_nulls(steps: pa.Array, chunk: Ragged, problem: str) -> None:
+    if steps.null_count:  # a column of type null counts every step as null
+        step = int(np.argmax(~np.asarray(steps.is_valid())))
+        raise InputError(f"{chunk.place_of_step(step)}: {problem}: fill it with a real token or "
+                         "value, or drop it: maskcli never guesses one")
