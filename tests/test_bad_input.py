@@ -84,7 +84,7 @@ class Case:
     stdin: bytes | None = None
     prepare: Callable[[Path], None] | None = None  # makes what bytes cannot (sockets, modes)
     outputs: dict[str, object] = field(default_factory=dict)  # accepted rows: file -> array
-    # (an npz's 'inputs')
+    # (an npz's 'inputs'), or file -> {field: array} for an npz of several fields
     stderr: str = ""  # accepted rows: a message expected on stderr
 
 
@@ -453,6 +453,112 @@ PAD = [
 ]
 
 
+# Parquet and Arrow tables, made with pyarrow when the row runs.
+
+def table(**columns):
+    import pyarrow as pa
+
+    return pa.table(columns)
+
+
+def parquet_of(cut: float = 1.0, **columns) -> Callable[[], bytes]:
+    """A Parquet file of ``columns`` (the first ``cut`` of its bytes)."""
+    def payload() -> bytes:
+        from tests.arrow_tables import parquet
+
+        data = parquet(table(**columns))
+        return data[:int(len(data) * cut)]
+    return payload
+
+
+def arrow_of(cut: float = 1.0, stream: bool = True, **columns) -> Callable[[], bytes]:
+    def payload() -> bytes:
+        from tests.arrow_tables import arrow_file, arrow_stream
+
+        data = (arrow_stream if stream else arrow_file)(table(**columns))
+        return data[:int(len(data) * cut)]
+    return payload
+
+
+ROWS = [[1, 2, 3], [4, 5]]
+TAGS = {"input_ids": ROWS, "labels": [[0, 1, 0], [1, 0]], "id": [7, 8]}
+MULTI_NPZ = npz(source=IDS, target=IDS, mask=IDS != 0, lengths=np.array([2, 1]),
+                meta=meta(fields=["source", "target"], values={"source": 0, "target": 0}))
+
+TABLES = [
+    Case("pad-parquet-truncated", pad("cut.parquet"), {"cut.parquet": parquet_of(0.5, ids=ROWS)},
+         "{d}/cut.parquet is not a Parquet file that can be read, it may be truncated",
+         "re-export it"),
+    Case("pad-arrow-stream-truncated", pad("cut.arrow"), {"cut.arrow": arrow_of(0.6, ids=ROWS)},
+         "{d}/cut.arrow is not an Arrow IPC file that can be read, it may be truncated",
+         "re-export it"),
+    Case("pad-arrow-file-truncated", pad("cut.feather"),
+         {"cut.feather": arrow_of(0.9, stream=False, ids=ROWS)},
+         "{d}/cut.feather is not an Arrow IPC file that can be read", "re-export it"),
+    Case("pad-parquet-not-parquet", pad("text.parquet"), {"text.parquet": b"[1, 2]\n"},
+         "{d}/text.parquet is not a Parquet file that can be read", "re-export it"),
+    Case("pad-stdin-parquet-truncated", ("pad", "--from", "parquet", "-o", "{d}/out.npz"),
+         stdin=b"PAR1" + bytes(200), place="<stdin> is not a Parquet file that can be read",
+         fix="re-export it"),
+    Case("pad-parquet-column-not-a-list", pad("t.parquet", "--field", "id"),
+         {"t.parquet": parquet_of(**TAGS)},
+         "{d}/t.parquet, column 'id' is int64, not a list of tokens",
+         "give --field a list column (input_ids, labels)"),
+    Case("pad-parquet-field-missing", pad("t.parquet", "--field", "tokens"),
+         {"t.parquet": parquet_of(**TAGS)},
+         "--field tokens: {d}/t.parquet has no column 'tokens' (columns: input_ids "
+         "(list<element: int64>), labels (list<element: int64>), id (int64))",
+         "give --field one of them"),
+    Case("pad-parquet-several-list-columns", pad("t.parquet"), {"t.parquet": parquet_of(**TAGS)},
+         "{d}/t.parquet has several list columns (input_ids, labels)",
+         "name the one to pad with --field NAME"),
+    Case("pad-parquet-null-sequence", pad("nulls.parquet"),
+         {"nulls.parquet": parquet_of(ids=[[1, 2], None, [3]])},
+         "{d}/nulls.parquet, column 'ids' (row 1): null instead of a sequence",
+         "give an empty list [] or drop the row"),
+    Case("pad-parquet-null-element", pad("nulls.parquet"),
+         {"nulls.parquet": parquet_of(ids=[[1, 2], [3, None]])},
+         "{d}/nulls.parquet, column 'ids' (row 1, step 1): null inside the sequence",
+         "fill it with a real token or value, or drop it"),
+    Case("pad-arrow-ragged-feature-vectors", pad("f.arrow", "--dtype", "float32"),
+         {"f.arrow": arrow_of(x=[[[1.0, 2.0]], [[3.0]]])},
+         "{d}/f.arrow, column 'x' (row 1, step 0): 1 feature among steps with 2 features",
+         "give every step the same number of features"),
+    Case("pad-parquet-booleans", pad("b.parquet"), {"b.parquet": parquet_of(x=[[True]])},
+         "{d}/b.parquet, column 'x' holds list<element: bool>", "cast the column to integers"),
+    Case("pad-value-for-a-field-not-padded", pad("rec.jsonl", "--field", "input_ids", "--value",
+                                                 "labels=-100"),
+         {"rec.jsonl": b'{"input_ids": [1, 2], "labels": [0, 0]}\n'},
+         "--value labels=-100: 'labels' is not a padded field (fields: input_ids)",
+         "add --field labels, or correct the name"),
+    Case("pad-csv-of-several-fields", ("pad", "{d}/rec.jsonl", "-o", "{d}/out.csv", "--field",
+                                       "input_ids", "--field", "labels"),
+         {"rec.jsonl": b'{"input_ids": [1, 2], "labels": [0, 0]}\n'},
+         "csv holds one array, but 2 fields are padded (input_ids, labels)",
+         "write npz (-o padded.npz), which holds one array per field, or jsonl"),
+    Case("pad-mask-as-without-npz", ("pad", "{d}/seq.jsonl", "-o", "{d}/out.jsonl", "--mask-as",
+                                     "padding_mask"), {"seq.jsonl": SEQUENCES},
+         "--mask-as padding_mask adds an array to an npz, but the output is jsonl",
+         "write npz (-o padded.npz), or drop --mask-as"),
+    Case("inspect-field-unknown", inspect("multi.npz", "--field", "labels"),
+         {"multi.npz": MULTI_NPZ}, "--field labels: {d}/multi.npz has no field 'labels' "
+         "(fields: source, target)", "give one of them"),
+    Case("inspect-field-of-an-npy", inspect("ids.npy", "--field", "labels"), {"ids.npy": npy(IDS)},
+         "--field labels: {d}/ids.npy is npy, which holds one array",
+         "--field picks a field of an npz"),
+    Case("npz-meta-fields-not-names", inspect("meta.npz"),
+         {"meta.npz": npz(inputs=IDS, meta=meta(fields="source"))},
+         "{d}/meta.npz: 'fields' in 'meta' is not a list of names",
+         "write the file with 'maskcli pad'"),
+    Case("pad-several-fields-accepted", pad("rec.jsonl", "--field", "input_ids", "--field",
+                                            "labels", "--value", "labels=-100"),
+         {"rec.jsonl": b'{"input_ids": [1, 2, 3], "labels": [0, 1, 0]}\n'
+                       b'{"input_ids": [4, 5], "labels": [1, 1]}\n'},
+         exit_code=0, outputs={"out.npz": {"input_ids": PADDED,
+                                           "labels": [[0, 1, 0], [-100, 1, 1]]}}),
+]
+
+
 def audit(*args: str) -> tuple[str, ...]:
     return ("audit-loss", *args, "--format", "json")
 
@@ -552,7 +658,7 @@ AUDIT = [
          "map tokens to small ids"),
 ]
 
-CASES = READERS + INSPECT_OPTIONS + TRACE + PAD + AUDIT
+CASES = READERS + INSPECT_OPTIONS + TRACE + PAD + TABLES + AUDIT
 
 
 # --- saved models, shared by the rows that need one ------------------------------
@@ -641,6 +747,10 @@ def test_bad_input(case: Case, tmp_path: Path, request):
         assert case.stderr.format(d=tmp_path) in result.stderr
         for name, expected in case.outputs.items():
             written = np.load(tmp_path / name)
+            if isinstance(expected, dict):  # an npz of several fields: field -> array
+                for field_name, array in expected.items():
+                    np.testing.assert_array_equal(written[field_name], array)
+                continue
             if name.endswith(".npz"):
                 written = written["inputs"]
             np.testing.assert_array_equal(written, expected)

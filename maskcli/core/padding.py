@@ -248,7 +248,7 @@ def cast(chunk: Ragged, dtype: np.dtype) -> Ragged:
         _refuse(chunk, _out_of_range(values, info),
                 f"is out of range for {dtype} ({info.min}..{info.max}): use a wider dtype such as "
                 "int64 (--dtype int64)")
-    return replace(chunk, values=values.astype(dtype))
+    return replace(chunk, values=values.astype(dtype, copy=False))  # no copy if it is dtype
 
 
 def _within(values: np.ndarray, info: np.iinfo) -> bool:
