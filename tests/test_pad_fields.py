@@ -262,7 +262,8 @@ def test_inspect_mask_field(pairs_npz):
     assert shown["mask_value"] == -1 and shown["shape"] == [2, 4]
     first = json.loads(invoke(["inspect-mask", pairs_npz, "--format", "json"]).stdout)
     assert first["lengths"] == [3, 1] and first["shape"] == [2, 3]
-    table = invoke(["inspect-mask", pairs_npz, "--field", "target", "--format", "table"]).stdout
+    table = invoke(["inspect-mask", pairs_npz, "--field", "target", "--format", "table"],
+                   env={"COLUMNS": "400"}).stdout
     assert f"{pairs_npz}, field 'target'" in table
 
 

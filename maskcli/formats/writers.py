@@ -190,7 +190,10 @@ class ArrayWriter:
     def write_fields(self, parts: list[tuple]) -> None:
         if not self.padded:
             self.padded, self.masks, self.lengths = ([[] for _ in parts] for _ in range(3))
+        first_mask, first_lengths = parts[0][1], parts[0][2]
         for index, (padded, mask, lengths) in enumerate(parts):
+            if mask.shape == first_mask.shape and np.array_equal(lengths, first_lengths):
+                mask = first_mask  # the same mask: keep it once (a tagger's labels)
             self.padded[index].append(padded)
             self.masks[index].append(mask)
             self.lengths[index].append(lengths)
@@ -233,8 +236,8 @@ def _write_npy(stream: BinaryIO, parts: list[np.ndarray], dtype: np.dtype) -> No
     shape = (sum(len(part) for part in parts),) + parts[0].shape[1:] if parts[0].ndim else ()
     npy_format.write_array_header_1_0(
         stream, {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
-    for part in parts:
-        stream.write(np.ascontiguousarray(part, dtype=dtype).tobytes())
+    for part in parts:  # the array's own bytes, not a copy (unless a dtype changes)
+        stream.write(np.ascontiguousarray(part, dtype=dtype).reshape(-1).view(np.uint8).data)
 
 
 def _element_texts(padded: np.ndarray, json_floats: bool = False) -> np.ndarray:

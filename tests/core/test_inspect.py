@@ -550,7 +550,7 @@ def test_readme_documents_the_command_its_options_and_every_diagnostic():
         readme = handle.read()
     section = readme.split("## maskcli inspect-mask", 1)[1].split("\n## ", 1)[0]
     for option in ("--mode", "--mask-value", "--format", "-o FILE", "--polarity", "--as-int",
-                   "--rows", "--strict", "--svg"):
+                   "--rows", "--strict", "--svg", "--field NAME"):
         assert option in section, option
     for diagnostic in DIAGNOSTICS:
         assert f"| `{diagnostic}` |" in section, diagnostic

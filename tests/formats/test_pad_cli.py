@@ -625,17 +625,21 @@ def test_readme_documents_every_option():
 
 
 def test_readme_examples_run(tmp_path):
-    """Every `maskcli pad` line in the README's pad section runs as shown; a line
+    """Every `maskcli pad` line in the README's pad section runs as shown, in order,
+    with the `python -c` lines that make its inputs (a Parquet file); a line
     ending in `# exit N` must exit N."""
     lines = [line.strip() for line in readme_section().splitlines()
              if "maskcli pad" in line and line.strip().startswith(("maskcli", "echo", "printf",
-                                                                  "cat", "seq"))]
+                                                                  "cat", "seq"))
+             or line.startswith("python -c ")]
     assert len(lines) >= 10
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    shim = bin_dir / "maskcli"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m maskcli "$@"\n')
-    shim.chmod(0o755)
+    for name, command in (("maskcli", f'"{sys.executable}" -m maskcli'),
+                          ("python", f'"{sys.executable}"')):
+        shim = bin_dir / name
+        shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+        shim.chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()
     (work / "sample_data").symlink_to(SAMPLES)
