@@ -464,7 +464,7 @@ def table(**columns):
 def parquet_of(cut: float = 1.0, **columns) -> Callable[[], bytes]:
     """A Parquet file of ``columns`` (the first ``cut`` of its bytes)."""
     def payload() -> bytes:
-        from tests.arrow_tables import parquet
+        from tests.formats.arrow_tables import parquet
 
         data = parquet(table(**columns))
         return data[:int(len(data) * cut)]
@@ -473,7 +473,7 @@ def parquet_of(cut: float = 1.0, **columns) -> Callable[[], bytes]:
 
 def arrow_of(cut: float = 1.0, stream: bool = True, **columns) -> Callable[[], bytes]:
     def payload() -> bytes:
-        from tests.arrow_tables import arrow_file, arrow_stream
+        from tests.formats.arrow_tables import arrow_file, arrow_stream
 
         data = (arrow_stream if stream else arrow_file)(table(**columns))
         return data[:int(len(data) * cut)]

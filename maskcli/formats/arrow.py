@@ -65,7 +65,7 @@ def _read_ahead(chunks: Iterator) -> Iterator:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from maskcli.fastparse import keep_freed_memory
+    from maskcli.formats.fastparse import keep_freed_memory
 
     keep_freed_memory()  # each chunk's padded array reuses the last one's pages
     with ThreadPoolExecutor(1, thread_name_prefix="maskcli-arrow") as pool:

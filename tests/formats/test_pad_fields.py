@@ -10,11 +10,11 @@ import pyarrow as pa
 import pytest
 
 from maskcli import inspect_mask, pad_sequences
-from maskcli.arrays import META_KEYS, load_padded
-from maskcli.errors import UsageError
-from maskcli.fields import split_values
-from tests.arrow_tables import parquet
+from maskcli.core.errors import UsageError
+from maskcli.core.fields import split_values
+from maskcli.formats.arrays import META_KEYS, load_padded
 from tests.conftest import invoke
+from tests.formats.arrow_tables import parquet
 
 # A tagger's records: ids and labels of the same lengths; a translation pair's
 # source and target of different lengths.

@@ -16,14 +16,14 @@ from click.testing import CliRunner
 
 from maskcli import pad_sequences
 from maskcli.cli import main
-from maskcli.files import open_source
 from maskcli.formats import arrow
-from maskcli.pipeline import pad_file
-from maskcli.readers import ReadOptions, open_fields
-from tests.arrow_tables import CONTAINERS, arrow_stream, parquet
+from maskcli.formats.files import open_source
+from maskcli.formats.pipeline import pad_file
+from maskcli.formats.readers import ReadOptions, open_fields
 from tests.conftest import assert_clean_error, invoke
+from tests.formats.arrow_tables import CONTAINERS, arrow_stream, parquet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 IDS = [[101, 7, 102], [101, 102], [], [5, 6, 7, 8, 9]]
 TABLE = pa.table({"input_ids": IDS, "label": [1, 0, 1, 0]})
 
@@ -254,7 +254,7 @@ def test_progress_follows_the_file(tmp_path, monkeypatch):
 
 
 def test_standard_input_beyond_memory_is_refused(monkeypatch):
-    from maskcli import limits
+    from maskcli.core import limits
 
     monkeypatch.setattr(arrow, "_READ_BYTES", 1024)
     monkeypatch.setattr(limits, "memory_limit", lambda: 4096)

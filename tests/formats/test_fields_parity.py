@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.arrow_tables import parquet
 from tests.conftest import invoke
+from tests.formats.arrow_tables import parquet
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow,
@@ -89,7 +89,7 @@ def test_post_padded_fields_equal_tf_data_padded_batch(case, maxlen_extra):
 @given(case=records(), maxlen=st.one_of(st.none(), st.integers(0, 7)),
        padding=st.sampled_from(["pre", "post"]), truncating=st.sampled_from(["pre", "post"]))
 def test_each_field_equals_keras_pad_sequences_with_its_value(case, maxlen, padding, truncating):
-    from maskcli.models import import_keras
+    from maskcli.keras.models import import_keras
 
     keras_pad = import_keras().utils.pad_sequences
     rows, names, values = case
