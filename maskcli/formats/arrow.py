@@ -58,10 +58,12 @@ def open_table(source: Source, fmt: str, fields: tuple[str, ...], head: bytes,
 def _read_ahead(chunks: Iterator) -> Iterator:
     """The chunks, each read while the caller pads and writes the one before.
 
-    pyarrow releases the GIL while it decodes, so on a second core reading
-    and padding overlap (measured: 1.4 s -> 0.9 s for a million rows).
-    One thread at a time advances ``chunks``: the next read starts only once
-    the previous one is done.
+    pyarrow releases the GIL while it decodes, so reading and padding can
+    overlap on a free second core, as the jsonl parser's threads do. On the
+    shared 2-core machine of the benchmarks no core was free: interleaved runs
+    on a million rows measured 0.85-1.00 s with this thread and 0.81-1.27 s
+    without. One thread at a time advances ``chunks``: the next read starts
+    only once the previous one is done.
     """
     from concurrent.futures import ThreadPoolExecutor
 
