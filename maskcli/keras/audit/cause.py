@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskcli.core.errors import MaskcliError
-from maskcli.core.extend import pre_padded_rows
 from maskcli.keras import feed, models, trace
 from maskcli.keras.audit.values import close, equal, show
 from maskcli.keras.audit.weights import step_weights, weighted_padding
@@ -47,18 +46,10 @@ def likely_cause(audit: AuditRun, failed: list[str]) -> str:
         if cause:
             return cause
     if "forward-invariance" in failed:
-        entry = _where_padding_enters(audit, with_drop=True)
-        if entry:
-            return entry
-        cause = ("padding changes what the model computes at real steps: a layer mixes padded "
-                 "steps into real ones (convolution, pooling, attention or a bidirectional RNN "
-                 "without the mask)")
-        if _has_position_embedding(audit.model) and any(
-                (pre_padded_rows(padding) & ~padding.all(axis=1)).any()
-                for padding in audit.batch.per_step.values()):
-            cause += ("; with padding at the front, the real steps' positions also shift with "
-                      "the padding, which absolute position embeddings see: pad at the end")
-        return cause
+        return _where_padding_enters(audit, with_drop=True) or (
+            "padding changes what the model computes at real steps: a layer mixes padded "
+            "steps into real ones (convolution, pooling, attention or a bidirectional RNN "
+            "without the mask)")
     if failed == ["metric-parity"] and audit.unweighted_metrics:
         names = ", ".join(audit.unweighted_metrics)
         return (f"the sample weights never reach metric {names}: Keras weighs only the "
@@ -91,18 +82,11 @@ def _no_mask(audit: AuditRun) -> str:
                 "mask reaches the output)")
     leak = trace.first_leak(rows) if rows else None
     if leak is None:
-        return ("the model's output carries no mask: a layer or a tensor operation drops it "
-                "(plain arithmetic such as x * 2.0 on a symbolic tensor does so silently): set "
-                "supports_masking = True, pass mask= explicitly, or use a mask-aware layer; "
-                f"or {SAMPLE_WEIGHT_FIX}")
-    return (f"the loss averages over padded steps: {SAMPLE_WEIGHT_FIX}, or create a Keras mask "
-            f"(Embedding(mask_zero=True), Masking) ({leak})")
-
-
-def _has_position_embedding(model) -> bool:
-    """Whether a layer embeds absolute positions (KerasHub's PositionEmbedding,
-    TokenAndPositionEmbedding, or a layer of the user's named so)."""
-    return any("Position" in type(layer).__name__ for layer in models.flat_layers(model))
+        leak = ("a layer or a tensor operation drops it (plain arithmetic such as x * 2.0 on a "
+                "symbolic tensor does so silently): set supports_masking = True, pass mask= "
+                "explicitly, or use a mask-aware layer")
+    return (f"the loss averages over padded steps: {SAMPLE_WEIGHT_FIX}; the model's output "
+            f"carries no mask: {leak}")
 
 
 def _trace(audit: AuditRun) -> list:
