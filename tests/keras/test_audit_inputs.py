@@ -71,6 +71,10 @@ def test_dict_input_model_is_audited_with_each_input_its_own_padding(model):
     expected = model.evaluate({"tokens": TOKENS, "positions": POSITIONS}, y, verbose=0)
     assert report.keras_loss == pytest.approx(expected[0], rel=1e-6)
     assert "every per-step input of 2" in report.check("forward-invariance").detail
+    trained = [audit_loss({"tokens": TOKENS, "positions": POSITIONS}, model=dict_model(),
+                          train_steps=2, seed=3) for _ in range(2)]
+    assert trained[0].to_dict() == trained[1].to_dict()
+    assert trained[0].keras_loss != report.keras_loss and trained[0].verdict == "ignored"
 
 
 def test_npz_named_after_the_inputs_and_arrays_that_are_not_inputs(model, tmp_path):

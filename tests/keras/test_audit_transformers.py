@@ -166,13 +166,17 @@ def test_inputs_from_separate_files(batch, taggers, folder):
     arrays, targets, _ = batch
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", array)
-    np.savez(folder / "y.npz", targets=targets)
+    # the targets npz holds the weights too, as KerasHub's (x, y, sample_weight) triple does
+    np.savez(folder / "y.npz", labels=targets,
+             sample_weight=arrays["padding_mask"].astype("float32"))
     args = [f"--input={name}={folder / name}.npy" for name in arrays]
-    report = audit_json([*args, "--model", taggers["weighted"], "--targets", folder / "y.npz",
-                         "--sample-weight", "mask"])
+    report = audit_json([*args, "--model", taggers["weighted"], "--targets",
+                         f"{folder / 'y.npz'}:labels"])
     from_npz = audit_json([batch[2], "--model", taggers["weighted"], "--sample-weight", "mask"])
     assert report["keras_loss"] == from_npz["keras_loss"]
     assert report["verdict"] == "ignored"
+    assert report["notes"] == [f"the loss and the metrics are weighted by the sample_weight in "
+                               f"{folder / 'y.npz'}"]
 
 
 def test_bert_classifier_pooled_output_is_ignored(folder):
