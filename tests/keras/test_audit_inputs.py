@@ -9,9 +9,10 @@ import pytest
 from maskcli.core.errors import InputError, UsageError
 from maskcli.keras.audit import audit_loss
 from maskcli.keras.audit.inputs import Batch, named_batch
-from maskcli.keras.feed import ModelInputs, model_inputs
+from maskcli.keras.feed import InputSpec, ModelInputs, model_inputs
 from maskcli.keras.models import import_keras
 from tests.conftest import invoke
+from tests.keras.transformers import explicit_lstm
 
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
@@ -32,20 +33,6 @@ def dict_model(seed=0):
     x = layers.GRU(3, return_sequences=True)(x)
     model = keras.Model(inputs, layers.Dense(1)(x), name="dict_model")
     model.compile(loss="mse", metrics=["mae"])
-    return model
-
-
-def explicit_lstm(seed=0, mask_name="padding_mask", steps=None):
-    """Token ids and a padding mask handed to an LSTM as mask=: the model masks
-    explicitly through an input, and its output carries the LSTM's mask."""
-    keras.utils.set_random_seed(seed)
-    tokens = keras.Input((steps,), dtype="int32", name="token_ids")
-    mask = keras.Input((steps,), dtype="int32", name=mask_name)
-    x = layers.Embedding(10, 4)(tokens)
-    x = layers.LSTM(3, return_sequences=True)(x, mask=keras.ops.cast(mask, "bool"))
-    model = keras.Model({"token_ids": tokens, mask_name: mask}, layers.Dense(1)(x),
-                        name="explicit_lstm")
-    model.compile(loss="mse")
     return model
 
 
@@ -188,7 +175,7 @@ def test_arch_needs_one_array():
 # -- each input's padding, and the variants forward-invariance runs --------------
 
 def spec_of(*names):
-    return ModelInputs([type("S", (), {"name": n})() for n in names], "dict")
+    return ModelInputs([InputSpec(name, (None, None), "int32") for name in names], "dict")
 
 
 def test_paddings_from_a_mask_input_recorded_masks_and_pad_values():

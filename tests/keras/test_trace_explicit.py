@@ -10,12 +10,12 @@ import pytest
 
 from maskcli.keras import trace
 from tests.conftest import invoke
-from tests.keras.test_audit_inputs import TOKENS, explicit_lstm
-from tests.keras.transformers import bert_backbone, bert_batch, bert_tagger, keras
+from tests.keras.transformers import bert_backbone, bert_batch, bert_tagger, explicit_lstm, keras
 
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 layers = keras.layers
+TOKENS = np.array([[3, 1, 4, 0, 0], [2, 7, 0, 0, 0], [5, 9, 2, 6, 0]], dtype="int32")
 
 
 @pytest.fixture(scope="module")

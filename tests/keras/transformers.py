@@ -84,3 +84,17 @@ def token_batch(lengths, steps: int, seed: int, pre: bool = False, vocab: int = 
         else:
             batch[row, :length] = ids
     return batch
+
+
+def explicit_lstm(seed=0, mask_name="padding_mask", steps=None):
+    """Token ids and a padding mask handed to an LSTM as mask=: the model masks
+    explicitly through an input, and its output carries the LSTM's mask."""
+    keras.utils.set_random_seed(seed)
+    tokens = keras.Input((steps,), dtype="int32", name="token_ids")
+    mask = keras.Input((steps,), dtype="int32", name=mask_name)
+    x = layers.Embedding(10, 4)(tokens)
+    x = layers.LSTM(3, return_sequences=True)(x, mask=keras.ops.cast(mask, "bool"))
+    model = keras.Model({"token_ids": tokens, mask_name: mask}, layers.Dense(1)(x),
+                        name="explicit_lstm")
+    model.compile(loss="mse")
+    return model
