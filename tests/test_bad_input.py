@@ -652,6 +652,47 @@ AUDIT = [
          "'--seed'", "0<=x<=4294967295"),
     Case("audit-unsafe-without-model", audit("{d}/ids.npy", "--unsafe"), {"ids.npy": npy(IDS)},
          "--unsafe applies to --model only", "drop it"),
+    # several named inputs: a model of token_ids and a padding_mask (1 = real step)
+    Case("audit-model-input-without-data", audit("{d}/named.npz", "--model", "{model:named}"),
+         {"named.npz": npz(token_ids=IDS, mask=IDS != 0)},
+         "the model's input 'padding_mask' has no data ({d}/named.npz holds mask, token_ids",
+         "name an npz array 'padding_mask', or give --input padding_mask=FILE"),
+    Case("audit-input-not-a-model-input", audit("{d}/named.npz", "--model", "{model:named}",
+                                                "--input", "speaker={d}/ids.npy"),
+         {"named.npz": npz(token_ids=IDS, padding_mask=(IDS != 0).astype("int32")),
+          "ids.npy": npy(IDS)},
+         "--input speaker=...: the model has no input named 'speaker'", "name one of those"),
+    Case("audit-input-option-malformed", audit("{d}/ids.npy", "--input", "token_ids"),
+         {"ids.npy": npy(IDS)}, "--input token_ids: write it as NAME=FILE",
+         "e.g. --input segment_ids=segments.npy"),
+    Case("audit-mask-input-of-another-length", audit("{d}/named.npz", "--model", "{model:named}"),
+         {"named.npz": npz(token_ids=IDS, padding_mask=np.ones((2, 2), dtype="int32"))},
+         "{d}/named.npz: mask input 'padding_mask' has 2 steps, and no input it could mask has "
+         "('token_ids' 3 steps)", "give it the padded length of the inputs it masks"),
+    Case("audit-input-of-another-fixed-length", audit("{d}/named.npz", "--model",
+                                                      "{model:named_fixed}"),
+         {"named.npz": npz(token_ids=np.zeros((2, 4), "int32"),
+                           padding_mask=np.zeros((2, 4), "int32"))},
+         "{d}/named.npz: input 'token_ids' of shape (2, 4) does not fit the model's input of "
+         "shape (n, 3)", "give 'token_ids' that shape"),
+    Case("audit-mask-input-not-0-1", audit("{d}/named.npz", "--model", "{model:named}"),
+         {"named.npz": npz(token_ids=IDS, padding_mask=np.array([[1, 1, 0], [1, 2, 0]]))},
+         "{d}/named.npz: mask input 'padding_mask' holds 2 at sequence 1, step 1",
+         "a padding mask holds 1 (or True) at real steps and 0 at padding"),
+    Case("trace-mask-input-not-0-1", trace("--model", "{model:named}", "{d}/named.npz"),
+         {"named.npz": npz(token_ids=IDS, padding_mask=np.array([[1, 1, 0], [1, 2, 0]]))},
+         "{d}/named.npz: mask input 'padding_mask' holds 2 at sequence 1, step 1",
+         "name the real mask input with --mask-input NAME"),
+    Case("audit-sample-weight-wrong-shape", audit("{d}/ids.npy", "--sample-weight", "{d}/w.npy"),
+         {"ids.npy": npy(IDS), "w.npy": npy(np.ones((2, 4)))},
+         "--sample-weight {d}/w.npy of shape (2, 4) do not fit the 2 sequences of 3 steps",
+         "give weights of shape (2, 3) (one per step) or (2,)"),
+    Case("audit-sample-weight-negative", audit("{d}/ids.npy", "--sample-weight", "{d}/w.npy"),
+         {"ids.npy": npy(IDS), "w.npy": npy(np.array([[1.0, -1.0, 0.0], [1.0, 0.0, 0.0]]))},
+         "--sample-weight {d}/w.npy holds -1.0 at sequence 0, step 1",
+         "weights must be finite and 0 or more"),
+    Case("audit-output-unknown", audit("{d}/ids.npy", "--model", "{model:ids}", "--output", "x"),
+         {"ids.npy": npy(IDS)}, "--output x: model", "drop --output"),
     Case("audit-arch-larger-than-memory", audit("{d}/huge_ids.npy"),
          {"huge_ids.npy": npy(np.array([[1, 2 ** 50, 0]]))},
          "--arch embedding-lstm with --units 8: its weights would take",
@@ -682,7 +723,21 @@ def saved_models(tmp_path_factory) -> dict[str, Path]:
             keras.Model(tokens, body(layers.Embedding(20, 4, mask_zero=True)(tokens))).save(path)
         return path
 
+    def save_named(name, steps):
+        """token_ids and a padding_mask handed to an LSTM as mask=."""
+        tokens = keras.Input(shape=(steps,), dtype="int32", name="token_ids")
+        mask = keras.Input(shape=(steps,), dtype="int32", name="padding_mask")
+        hidden = layers.LSTM(3, return_sequences=True)(layers.Embedding(20, 4)(tokens),
+                                                       mask=keras.ops.cast(mask, "bool"))
+        path = folder / f"{name}.keras"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            keras.Model({"token_ids": tokens, "padding_mask": mask}, hidden).save(path)
+        return path
+
     paths = {
+        "named": save_named("named", None),
+        "named_fixed": save_named("named_fixed", 3),
         "ids": save("ids", lambda x: layers.LSTM(3, return_sequences=True)(x)),
         "lambda": save("lambda", lambda x: layers.Dense(1)(layers.Lambda(lambda t: t * 2.0)(
             layers.GlobalAveragePooling1D()(x)))),

@@ -10,7 +10,20 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
 
 
 @click.command("audit-loss")
-@click.argument("input_path", metavar="[INPUT]", default="-")
+@click.argument("input_path", metavar="[INPUT]", required=False)
+@click.option("--input", "named_inputs", metavar="NAME=FILE[:ARRAY]", multiple=True,
+              help="Feed model input NAME from FILE (npy, jsonl, or an npz array). Repeatable. "
+                   "With --input and no INPUT, standard input is not read.")
+@click.option("--mask-input", metavar="NAME",
+              help="The model input that is a padding mask (1 = real step). Default: inputs "
+                   "named padding_mask, attention_mask or *_padding_mask.")
+@click.option("--sample-weight", "sample_weight", metavar="FILE|mask",
+              help="Sample weights as fit takes them: npy (sequences, steps) or (sequences,), "
+                   "or 'mask' for the reference mask. Default: the 'sample_weight' array of "
+                   "INPUT or of the targets npz.")
+@click.option("--output", metavar="NAME",
+              help="The output to audit, for a model with several (default: the only one with "
+                   "a compiled loss, or the only one).")
 @click.option("--mask", "mask_path", metavar="FILE",
               help="Reference mask (npy, True = real step). Default: the npz 'mask', "
                    "else derived by --mode/--mask-value.")
@@ -47,12 +60,15 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
               help="Output format (default: table on a terminal, json otherwise).")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's logs and Python warnings.")
 @click.pass_context
-def audit_loss(ctx, input_path, mask_path, mode, mask_value, target_pad, targets_path, model_path,
-               arch, unsafe, imports, loss, units, seed, train_steps, per_sample, fmt, verbose):
+def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output, mask_path, mode,
+               mask_value, target_pad, targets_path, model_path, arch, unsafe, imports, loss,
+               units, seed, train_steps, per_sample, fmt, verbose):
     """Prove that padding is ignored by a Keras model's loss, or show where it leaks.
 
     Runs a real Keras model on the padded batch and checks loss-parity,
     target-invariance, padding-gradient, forward-invariance and metric-parity.
+    INPUT (default '-', standard input) is an npz from 'maskcli pad', an npz
+    whose arrays are named after the model's inputs, an npy or a jsonl.
 
     \b
     maskcli pad data.jsonl --padding post -o padded.npz
@@ -60,6 +76,7 @@ def audit_loss(ctx, input_path, mask_path, mode, mask_value, target_pad, targets
     maskcli audit-loss padded.npz --arch embedding-conv      # a deliberate leak: exit 1
     maskcli audit-loss padded.npz --model model.keras --targets y.npy --import layers.py
     maskcli audit-loss x.npy --targets y.npy --target-pad -100 --model tagger.keras
+    maskcli audit-loss batch.npz --model bert_tagger.keras --sample-weight mask
 
     Exit status: 0 padding ignored, 1 padding leaks, 2 usage or input error.
     """
@@ -79,7 +96,9 @@ def audit_loss(ctx, input_path, mask_path, mode, mask_value, target_pad, targets
             input_path, mask_path=mask_path, mode=mode, mask_value=mask_value,
             target_pad=target_pad, targets_path=targets_path, model_path=model_path, arch=arch,
             unsafe=unsafe, imports=imports, loss=loss, units=units, seed=seed,
-            train_steps=train_steps, per_sample=per_sample, verbose=verbose)
+            train_steps=train_steps, per_sample=per_sample, verbose=verbose,
+            named_inputs=named_inputs, sample_weight=sample_weight, output=output,
+            mask_input=mask_input)
     if fmt == "json":
         click.echo(report.to_json())
     else:

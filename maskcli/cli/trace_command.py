@@ -8,7 +8,7 @@ import sys
 import click
 
 from maskcli.cli.group import ARCH_NAMES, SEED
-from maskcli.core.errors import UsageError
+from maskcli.core.errors import InputError, UsageError
 
 
 @click.command("trace-mask")
@@ -18,6 +18,11 @@ from maskcli.core.errors import UsageError
 @click.option("--arch", type=click.Choice(ARCH_NAMES),
               help="A built-in model instead of --model (embedding-conv drops the mask "
                    "on purpose).")
+@click.option("--input", "named_inputs", metavar="NAME=FILE[:ARRAY]", multiple=True,
+              help="Feed model input NAME from FILE (npy, jsonl, or an npz array). Repeatable.")
+@click.option("--mask-input", metavar="NAME",
+              help="The model input that is a padding mask (1 = real step). Default: inputs "
+                   "named padding_mask, attention_mask or *_padding_mask.")
 @click.option("--import", "imports", metavar="PATH", multiple=True,
               help="Import this Python file or module first, so that the custom layers it "
                    "registers are known. This runs your code. Repeatable.")
@@ -34,31 +39,34 @@ from maskcli.core.errors import UsageError
               help="Output format  [default: table on a terminal, json otherwise]")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's and Keras' own messages.")
 @click.pass_context
-def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, pad_value, fmt,
-               verbose):
+def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, imports, unsafe, units,
+               seed, pad_value, fmt, verbose):
     """Follow the mask through a model, layer by layer.
 
     Runs the model on the first 64 sequences of INPUT ('-' reads standard
-    input) or, when INPUT is omitted, on a small synthetic padded batch that
-    fits the model's input. Prints one row per layer, in execution order:
+    input; an npz whose arrays are named after the model's inputs feeds each)
+    or, when INPUT is omitted, on a small synthetic padded batch that fits the
+    model's input. Prints one row per layer, in execution order:
     whether a mask reaches it, whether its output carries one, and its status:
     creates, propagates, consumes (uses it and by design returns none), drops
     (the leak, with the likely fix) or none. It runs the batch a second time
     with 4 more padding steps per sequence: each layer's padding effect is the
     largest change of its output at real steps, and the first layer whose
     effect appears while its inputs have none is where padding enters (with
-    the likely fix).
+    the likely fix). A model that masks explicitly through a mask input
+    (padding_mask) is named so, with the layers that receive it.
 
     \b
     maskcli trace-mask --arch embedding-conv
     maskcli trace-mask --arch transformer-unmasked
     maskcli trace-mask --model model.keras --import layers.py padded.npz
+    maskcli trace-mask --model bert_tagger.keras batch.npz
     maskcli trace-mask --model model.keras --format json | jq '.layers[]'
 
     Exit status: 0 the mask goes where it should and padding never reaches a
     real step; 1 a layer drops the mask, a padded input reaches an output with
-    a time axis and no mask, or padding enters real steps; 2 usage or input
-    error.
+    a time axis and no mask (unless the model masks explicitly through a mask
+    input), or padding enters real steps; 2 usage or input error.
     """
     if not model_path and not arch:
         raise UsageError("no model: give --model FILE.keras or --arch NAME")
@@ -66,11 +74,14 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
         raise UsageError("--model and --arch exclude each other: give one of them")
     if unsafe and not model_path:
         raise UsageError("--unsafe applies to --model only")
+    if (named_inputs or mask_input) and not model_path:
+        raise UsageError("--input and --mask-input name the inputs of a --model: give --model")
     # numpy and the model code load only now, to keep --help fast
     from maskcli.core.masks import parse_value
-    from maskcli.formats.arrays import load_padded
+    from maskcli.formats.arrays import load_padded, named_input_files
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
-    padded = load_padded(input_path) if input_path is not None else None
+    padded = load_padded(input_path, named=True) if input_path is not None else None
+    given = named_input_files(named_inputs)
     if pad_value is not None:
         pad_value = parse_value(pad_value, "--pad-value")
     elif padded is not None:
@@ -92,40 +103,30 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
             click.echo(f"Warning: --unsafe: loading {model_path} may run code stored in it",
                        err=True)
         model = models.load_model(model_path, unsafe, verbose)
-        if not padded and not trace.walkable(model):
+        if not padded and not given and not trace.walkable(model):
             raise UsageError(f"--model {model_path}: a subclassed model has no input shape to "
                              "make a synthetic batch from: give INPUT, padded data that fits it")
-        synthetic = None if padded else trace.synthetic_inputs(model, seed)
+        synthetic = None
     else:
+        if padded is not None and padded.inputs is None:
+            raise InputError(f"{padded.source} has no 'inputs' array (it has: "
+                             f"{', '.join(sorted(padded.extra)) or 'none'}): --arch models take "
+                             "one array: write it with 'maskcli pad -o FILE.npz'")
         synthetic = None if padded else [trace.arch_inputs(arch, pad_value or 0.0, seed)]
         data = padded.inputs if padded else synthetic[0]
         model = models.build_arch(arch, data, units=units, seed=seed, pad_value=pad_value or 0,
                                   verbose=verbose)
-    walkable = trace.walkable(model)
-    if padded:
-        if walkable:
-            trace.check_fits(model, padded.inputs, padded.source)
-        if pad_value is None:
-            pad_value = (trace.masking_value(model) if walkable else None) or 0
-        inputs = [padded.inputs[:trace.SAMPLE_SIZE]]
-        masks = None if padded.mask is None else [padded.mask[:trace.SAMPLE_SIZE]]
-        is_padded = trace.has_padding(padded.inputs, padded.mask, pad_value)
-        if not is_padded:
-            click.echo(f"note: {padded.source} has no padded step: only dropped masks are "
-                       "checked, and padding effects with padding added after the last step",
-                       err=True)
-    else:
-        inputs = synthetic
-        masks = [trace.synthetic_mask(batch) for batch in inputs]
-        # the synthetic batch pads its shorter sequences whenever it has 2 steps or more
-        is_padded = min(batch.shape[1] for batch in inputs) > 1
+    batch = trace.traced_batch(model, padded, given, pad_value, seed, mask_input, synthetic)
+    if batch.note:
+        click.echo(batch.note, err=True)
     with models.full_float32():
-        traced = trace.trace_padding(model, inputs if len(inputs) > 1 else inputs[0], masks,
-                                     pad_values=pad_value)
-    names = [ref.name for ref in trace.model_inputs(model)] if walkable else ["inputs"]
-    result = trace.report(traced.rows, model=model.name, inputs=inputs, input_names=names,
-                          synthetic=synthetic is not None, padded=is_padded,
-                          versions=models.versions(), padding=traced.summary)
+        traced = trace.trace_padding(model, batch.inputs, batch.masks,
+                                     pad_values=batch.pad_values)
+    found = trace.mask_inputs(model, mask_input) if trace.walkable(model) else []
+    result = trace.report(traced.rows, model=model.name, inputs=batch.arrays,
+                          input_names=batch.names, synthetic=batch.synthetic,
+                          padded=batch.padded, versions=models.versions(),
+                          padding=traced.summary, mask_inputs=found)
     if fmt == "json":
         click.echo(json.dumps(result, indent=2))
     else:
@@ -140,7 +141,10 @@ def trace_mask(ctx, input_path, model_path, arch, imports, unsafe, units, seed, 
         click.echo(trace.padding_cause(traced, with_drop=False), err=True)
     if not result["ok"]:
         ctx.exit(1)
+    padding_ok = (f"; padding ok: {traced.extra_steps} more padding steps change no layer's "
+                  "output at real steps" if traced.measured else "")
+    if result["explicit_mask"]:
+        click.echo(f"explicit mask: {result['explicit_mask']}{padding_ok}", err=True)
+        return
     click.echo("mask ok: no layer drops it" + (", and it reaches every output with a time axis"
-                                               if is_padded else "")
-               + (f"; padding ok: {traced.extra_steps} more padding steps change no layer's "
-                  "output at real steps" if traced.measured else ""), err=True)
+                                               if batch.padded else "") + padding_ok, err=True)

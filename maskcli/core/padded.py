@@ -15,9 +15,12 @@ from maskcli.core.masks import parse_value
 
 @dataclass
 class Padded:
-    """Padded data as read from a file. ``mask`` is True at real steps."""
+    """Padded data as read from a file. ``mask`` is True at real steps.
 
-    inputs: np.ndarray
+    ``inputs`` is None for an npz whose arrays are named after a model's
+    inputs (they are in ``extra`` then)."""
+
+    inputs: np.ndarray | None
     source: str
     mask: np.ndarray | None = None
     lengths: np.ndarray | None = None
@@ -25,6 +28,14 @@ class Padded:
     extra: dict = field(default_factory=dict)  # other npz arrays, e.g. targets
     fields: tuple[str, ...] = ()  # the npz arrays that are padded fields, in order
     field: str | None = None  # which of them ``inputs`` is
+
+    def pad_value_of(self, name: str):
+        """The pad value recorded for field ``name`` (``meta`` ``values``, as
+        ``maskcli pad`` writes one per field), else the file's, else None."""
+        values = self.meta.get("values")
+        if isinstance(values, dict) and name in values:
+            return values[name]
+        return self.pad_value
 
     @property
     def pad_value(self):

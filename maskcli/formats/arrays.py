@@ -56,9 +56,18 @@ def sniff_format(path: str, data: bytes) -> str:
     return "tsv" if b"\t" in data[:4096] else "csv"
 
 
-def load_padded(path: str = STDIN, fmt: str = "auto", field: str | None = None) -> Padded:
-    """Read padded inputs (plus mask/lengths/meta from an npz). ``field``: the
-    field of an npz of several fields to read as the inputs (default: the first)."""
+def load_padded(path: str = STDIN, fmt: str = "auto", field: str | None = None,
+                named: bool = False) -> Padded:
+    """Read padded inputs (plus mask/lengths/meta from an npz).
+
+    ``field``: the field of an npz of several fields (from ``maskcli pad
+    --field A --field B``) to read as the inputs (default: the first).
+    ``named``: an npz may hold arrays named after a model's inputs instead of
+    one ``inputs`` array (``token_ids``, ``padding_mask``, ...), as an npz of
+    several fields does. Its ``inputs`` is then None, and every array but
+    ``mask``, ``lengths`` and ``meta`` is in ``extra``; ``mask`` is checked
+    later, against the input it belongs to.
+    """
     name, data = read_bytes(path)
     fmt = sniff_format(path, data) if fmt == "auto" else fmt
     if not data:
@@ -66,18 +75,22 @@ def load_padded(path: str = STDIN, fmt: str = "auto", field: str | None = None) 
     if fmt == "npz":
         arrays = _load_npz(name, data)
         meta = _parse_meta(name, arrays.pop("meta", None))
-        if meta.get("fields"):
+        if meta.get("fields") and not named:
             return _field_of(name, arrays, meta, field)
         if field is not None and field != "inputs":
             raise UsageError(f"--field {field}: {name} holds one field, 'inputs': drop --field, "
                              "or pad several with 'maskcli pad --field A --field B'")
-        if "inputs" not in arrays:
+        if "inputs" not in arrays and not named:
             raise InputError(
                 f"{name} has no 'inputs' array (it has: {', '.join(sorted(arrays)) or 'none'}): "
                 "write it with 'maskcli pad -o FILE.npz'")
-        inputs = arrays.pop("inputs")
+        inputs = arrays.pop("inputs", None)
         mask = arrays.pop("mask", None)
         lengths = arrays.pop("lengths", None)
+        if inputs is None:
+            for key, array in arrays.items():
+                _check_dtype(f"{name}, array '{key}'", array)
+            return Padded(None, name, mask, lengths, meta, arrays)
         if mask is not None:
             mask = check_mask(name, mask, inputs)
         return Padded(_check_dtype(name, inputs), name, mask, lengths, meta, arrays)
@@ -118,6 +131,18 @@ def _field_of(name: str, arrays: dict, meta: dict, field: str | None) -> Padded:
     return Padded(inputs, source, mask, lengths, meta, arrays, tuple(fields), chosen)
 
 
+def split_array_spec(spec: str) -> tuple[str, str | None]:
+    """``FILE.npz:ARRAY`` -> (``FILE.npz``, ``ARRAY``); anything else -> (spec, None).
+
+    Only a name ending in ``.npz`` before the last colon splits, so that other
+    paths keep their colons.
+    """
+    path, colon, key = spec.rpartition(":")
+    if colon and key and path.lower().endswith(".npz"):
+        return path, key
+    return spec, None
+
+
 def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarray:
     """Read one array (targets, or a mask) from npy, npz (``key``), jsonl or csv."""
     name, data = read_bytes(path)
@@ -133,6 +158,28 @@ def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarr
         return _check_dtype(name, next(iter(arrays.values())))
     raise InputError(f"{name} has no '{key}' array (it has: {', '.join(sorted(arrays))}): "
                      f"save the array under the name '{key}'")
+
+
+def named_input_files(texts) -> dict[str, np.ndarray]:
+    """``--input NAME=FILE[:ARRAY]`` options -> {NAME: array}. An npz gives
+    its array ARRAY, by default the one named NAME (or its only array)."""
+    arrays = {}
+    for text in texts:
+        name, equals, spec = text.partition("=")
+        if not equals or not name or not spec:
+            raise UsageError(f"--input {text}: write it as NAME=FILE or NAME=FILE.npz:ARRAY, "
+                             "e.g. --input segment_ids=segments.npy")
+        if name in arrays:
+            raise UsageError(f"--input {name} is given twice: give each input once")
+        path, key = split_array_spec(spec)
+        arrays[name] = load_array(path, key=key or name)
+    return arrays
+
+
+def npz_arrays(path: str) -> dict[str, np.ndarray]:
+    """Every array of an npz file, by name (e.g. to look for an optional one)."""
+    name, data = read_bytes(path)
+    return {key: _check_dtype(name, array) for key, array in _load_npz(name, data).items()}
 
 
 def _check_dtype(name: str, array: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,13 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
     p = Path(path)
     check_model_file(path)
     keras = import_keras(verbose)
+    if p.suffix == ".keras" and _names_keras_hub(p):
+        # KerasHub registers its layers and models when imported; it is a
+        # test dependency of maskcli, not a runtime one.
+        if importlib.util.find_spec("keras_hub") is None:
+            raise ModelError(f"--model {path}: it is built from KerasHub classes and keras_hub is "
+                             "not installed: pip install keras-hub")
+        importlib.import_module("keras_hub")
     try:
         return keras.saving.load_model(p, safe_mode=not unsafe)
     except Exception as exc:  # Keras raises many kinds for a bad file
@@ -132,6 +140,15 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
                 "(keras.saving.register_keras_serializable)") from None
         raise ModelError(f"--model {path}: not a loadable Keras model ({line}): "
                          "give a file saved with model.save('model.keras')") from None
+
+
+def _names_keras_hub(path: Path) -> bool:
+    """Whether a .keras file's config names KerasHub classes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return b'"keras_hub' in archive.read("config.json")
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return False  # Keras itself says what is wrong with the file
 
 
 def build_arch(name: str, inputs: np.ndarray, *, units: int = 8, seed: int = 0,
@@ -237,20 +254,25 @@ def output_mask(tensor) -> np.ndarray | None:
     return None if mask is None else np.asarray(mask).astype(bool)
 
 
-def compiled_loss(model, y, y_pred, mask: np.ndarray | None = None) -> float:
+def compiled_loss(model, y, y_pred, mask: np.ndarray | None = None,
+                  sample_weight: np.ndarray | None = None) -> float:
     """The model's compiled loss (plus its regularization losses) on ``y_pred``.
 
     ``mask`` is attached to ``y_pred`` as Keras' own mask, so the loss treats
-    it exactly as it treats the mask of the model's output.
+    it exactly as it treats the mask of the model's output; ``sample_weight``
+    goes to the loss as ``evaluate`` hands it over.
     """
     keras = import_keras()
     y_pred = keras.ops.convert_to_tensor(y_pred)
     if mask is not None:
         _attach_mask(y_pred, mask)
-    return float(model.compute_loss(y=y, y_pred=y_pred, training=False))
+    loss = model.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+    # reduction="none" leaves one loss per step, which evaluate() averages
+    return float(np.mean(np.asarray(loss)))
 
 
-def compiled_loss_gradient(model, y, y_pred, mask: np.ndarray | None) -> np.ndarray:
+def compiled_loss_gradient(model, y, y_pred, mask: np.ndarray | None,
+                           sample_weight: np.ndarray | None = None) -> np.ndarray:
     """d(compiled loss) / d(y_pred), with ``mask`` attached to ``y_pred`` as Keras' mask."""
     import tensorflow as tf
 
@@ -259,7 +281,8 @@ def compiled_loss_gradient(model, y, y_pred, mask: np.ndarray | None) -> np.ndar
         tape.watch(y_pred)
         if mask is not None:
             _attach_mask(y_pred, mask)
-        loss = model.compute_loss(y=y, y_pred=y_pred, training=False)
+        loss = model.compute_loss(y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                  training=False)
     return tape.gradient(loss, y_pred).numpy()
 
 
@@ -272,6 +295,18 @@ def compiled_metrics(model) -> list:
         inner = getattr(metric, "metrics", None)  # compile() groups them in one container
         found.extend(inner if isinstance(inner, list) else [metric])
     return found
+
+
+def weighted_metric_ids(model) -> set[int]:
+    """The ids of the metrics compiled as ``weighted_metrics=``: Keras hands
+    the sample weights to those only, never to plain ``metrics=``."""
+    ids = set()
+    for container in model.metrics:
+        for group in getattr(container, "_flat_weighted_metrics", None) or []:
+            members = getattr(group, "metrics", None)
+            ids.update(id(m) for m in (members if isinstance(members, list) else [group])
+                       if m is not None)
+    return ids
 
 
 def is_mask_aware_metric(metric) -> bool:
@@ -312,15 +347,16 @@ def free_length_model(model):
 def masking_values(model) -> list[float]:
     """The ``mask_value`` of every Masking layer in ``model``."""
     keras = import_keras()
-    return [float(layer.mask_value) for layer in _flat_layers(model)
+    return [float(layer.mask_value) for layer in flat_layers(model)
             if isinstance(layer, keras.layers.Masking)]
 
 
-def _flat_layers(model):
+def flat_layers(model):
+    """Every layer of ``model``, nested models' layers included."""
     for layer in getattr(model, "layers", []):
         yield layer
         if hasattr(layer, "layers"):
-            yield from _flat_layers(layer)
+            yield from flat_layers(layer)
 
 
 def _input_shape(model):

@@ -38,6 +38,11 @@ def render_trace(report: dict, console: Console | None = None) -> None:
     table.add_column("class", overflow="fold")
     table.add_column("mask in", justify="center")
     table.add_column("mask out", justify="center")
+    # A model that masks explicitly: which layers receive its mask input (padding_mask).
+    receives = {path: item["name"] for item in report.get("mask_inputs", [])
+                for path in item["layers"]}
+    if report.get("mask_inputs"):
+        table.add_column("mask input", justify="center", overflow="fold")
     table.add_column("status", no_wrap=True)
     table.add_column("padding effect", no_wrap=True)
     fixes = []
@@ -54,10 +59,12 @@ def render_trace(report: dict, console: Console | None = None) -> None:
             marked, mark_style = (status, style) if row["status"] == "drops" else (
                 padding, PADDING_STYLES["enters"])
             marked.append(f" [{len(fixes)}]", style=mark_style)
-        table.add_row(str(number), "  " * row["depth"] + row["name"],
-                      row["class"] + KIND_SUFFIX[row["kind"]],
-                      "yes" if row["mask_in"] else "-", "yes" if row["mask_out"] else "-",
-                      status, padding)
+        cells = [str(number), "  " * row["depth"] + row["name"],
+                 row["class"] + KIND_SUFFIX[row["kind"]],
+                 "yes" if row["mask_in"] else "-", "yes" if row["mask_out"] else "-"]
+        if report.get("mask_inputs"):
+            cells.append(receives.get(row["path"], "-"))
+        table.add_row(*cells, status, padding)
     console.print(table)
     for note, (number, path, text) in enumerate(fixes, 1):
         console.print(Text.assemble((f"[{note}] ", "bold red"), f"{path} (row {number}): ", text))

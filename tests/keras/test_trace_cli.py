@@ -126,8 +126,10 @@ def test_builtin_embedding_lstm_keeps_the_mask():
 
 def test_json_schema():
     report, _ = trace_json(["--arch", "embedding-conv"], exit_code=1)
-    assert list(report) == ["model", "inputs", "synthetic", "padded", "layers", "leak", "enters",
-                            "padding_check", "ok", "versions"]
+    assert list(report) == ["model", "inputs", "synthetic", "padded", "mask_inputs",
+                            "explicit_mask", "layers", "leak", "enters", "padding_check", "ok",
+                            "versions"]
+    assert report["mask_inputs"] == [] and report["explicit_mask"] is None
     assert report["enters"] == "conv1d"
     assert report["padding_check"] == {"measured": True, "extra_steps": 4, "sides": ["post"],
                                        "rtol": 1e-5, "note": None}

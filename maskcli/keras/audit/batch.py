@@ -101,14 +101,28 @@ def checked_inputs(inputs, source: str) -> np.ndarray:
     return inputs
 
 
-def checked_targets(targets, inputs, label: str = "targets") -> np.ndarray:
+def checked_targets(targets, sequences: int, label: str = "targets") -> np.ndarray:
     targets = np.asarray(targets)
     if targets.dtype.kind not in "biuf":
         raise InputError(f"{label} are {targets.dtype}, not numbers: give numeric targets")
-    if targets.ndim == 0 or targets.shape[0] != inputs.shape[0]:
-        raise InputError(f"{label} of shape {targets.shape} do not fit the {inputs.shape[0]} "
+    if targets.ndim == 0 or targets.shape[0] != sequences:
+        raise InputError(f"{label} of shape {targets.shape} do not fit the {sequences} "
                          "input sequences: give one target row per sequence")
     return targets
+
+
+def boolean_mask(mask, label: str = "the mask") -> np.ndarray:
+    """A given reference mask as booleans, one per step: 0/1 or True/False only."""
+    reference = step_mask(np.asarray(mask))
+    if reference.ndim != 2:
+        raise InputError(f"{label} of shape {np.shape(mask)} is not a (sequences, steps) mask: "
+                         "give one, True = real step")
+    if reference.dtype != bool:
+        if not np.isin(reference, (0, 1)).all():
+            raise InputError(f"{label} holds values other than 0/1 or True/False: "
+                             "give a boolean mask with True = real step")
+        reference = reference.astype(bool)
+    return reference
 
 
 def reference_mask(inputs, mask, targets, target_pad, pad_value, source,
@@ -128,11 +142,7 @@ def reference_mask(inputs, mask, targets, target_pad, pad_value, source,
         if reference.shape != inputs.shape[:2]:
             raise InputError(f"the mask of shape {np.shape(mask)} does not fit the inputs' "
                              f"{inputs.shape[:2]}: give a (sequences, steps) mask, True = real")
-        if reference.dtype != bool:
-            if not np.isin(reference, (0, 1)).all():
-                raise InputError("the mask holds values other than 0/1 or True/False: "
-                                 "give a boolean mask with True = real step")
-            reference = reference.astype(bool)
+        reference = boolean_mask(reference)
         what = "the mask marks every step real"
     else:
         reference = step_mask(compute_mask(inputs, default_mode(inputs), pad_value))

@@ -7,11 +7,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskcli.core.errors import MaskcliError
-from maskcli.keras import models, trace
+from maskcli.keras import feed, models, trace
 from maskcli.keras.audit.values import close, equal, show
+from maskcli.keras.audit.weights import step_weights, weighted_padding
 
 if TYPE_CHECKING:
     from maskcli.keras.audit.run import AuditRun
+
+# The fix for a loss that Keras cannot mask: what KerasHub's preprocessors do.
+SAMPLE_WEIGHT_FIX = "pass sample_weight (0 at padding), e.g. --sample-weight mask"
 
 
 def likely_cause(audit: AuditRun, failed: list[str]) -> str:
@@ -22,70 +26,144 @@ def likely_cause(audit: AuditRun, failed: list[str]) -> str:
         return (f"the targets hold NaN or inf at {audit.nonfinite_padded_targets} padded steps, "
                 "and Keras applies the mask by multiplication (NaN x 0 = NaN): "
                 "fill padded targets with 0 or any finite value")
+    weighted = weighted_padding(audit.weights, audit.mask)
+    if audit.time_axis and weighted and (audit.out_mask is None
+                                         or (audit.out_mask & padded).any()):
+        return (f"sample_weight is non-zero at {weighted} padded steps, and nothing else masks "
+                "them: the loss counts those steps: give weights that are 0 at padding, "
+                "e.g. --sample-weight mask")
     if audit.time_axis and not audit.target_padded:
-        if audit.out_mask is None:
-            cause = f"the model's output carries no mask: {_where_mask_dies(audit)}"
+        if audit.out_mask is None and audit.weights is None:
+            cause = _no_mask(audit)
             entry = _where_padding_enters(audit) if "forward-invariance" in failed else None
             return f"{cause}; {entry}" if entry else cause
-        kept = int((audit.out_mask & padded).sum())
-        if kept:
-            values = models.masking_values(audit.model)
-            pad = audit.pad_step
-            if values and np.ndim(pad) <= 1 and not any(np.all(equal(np.asarray(pad), v))
-                                                        for v in values):
-                return (f"the model's mask keeps {kept} padded steps: Masking(mask_value="
-                        f"{values[0]:g}) does not match the pad value {show(pad)}: "
-                        "set mask_value to the pad value")
-            return (f"the model's mask keeps {kept} padded steps: it does not match the padding "
-                    "(check mask_zero / mask_value against the pad value)")
-        hidden = int((~audit.out_mask & audit.mask).sum())
-        if hidden and "loss-parity" in failed:
-            return (f"the model's mask hides {hidden} real steps (e.g. a real token equal to the "
-                    "pad value): the loss skips them")
+        if audit.out_mask is not None:
+            cause = _mask_mismatch(audit, failed)
+            if cause:
+                return cause
     if "loss-parity" in failed and audit.time_axis:
-        share = audit.mask.sum() / audit.mask.size
-        keras_loss, masked = audit.keras_loss, audit.masked_loss
-        if close(keras_loss, masked * share, audit.rtol):
-            return (f"the loss divides by all steps, padding included (Keras' loss = masked loss x "
-                    f"real share {share:.3f}): divide by the number of real steps instead")
-        if close(keras_loss, audit.unmasked_loss, audit.rtol):
-            return "the loss averages over all steps: it ignores the mask"
+        cause = _reduction(audit)
+        if cause:
+            return cause
     if "forward-invariance" in failed:
         return _where_padding_enters(audit, with_drop=True) or (
             "padding changes what the model computes at real steps: a layer mixes padded "
             "steps into real ones (convolution, pooling, attention or a bidirectional RNN "
             "without the mask)")
+    if failed == ["metric-parity"] and audit.unweighted_metrics:
+        names = ", ".join(audit.unweighted_metrics)
+        return (f"the sample weights never reach metric {names}: Keras weighs only the "
+                "metrics compiled as weighted_metrics=, so it counts padded steps: compile "
+                f"it as weighted_metrics=[...] instead of metrics=[...]")
     if failed == ["metric-parity"] and audit.mask_blind_metrics:
         blind = audit.mask_blind_metrics
         return (f"{'metric' if len(blind) == 1 else 'metrics'} {', '.join(blind)} "
                 f"{'ignores' if len(blind) == 1 else 'ignore'} the mask (Keras masks only "
                 "mean-style metrics such as accuracy or mae): compute them on real steps only")
+    if failed == ["metric-parity"] and audit.out_mask is None and audit.weights is None:
+        return ("the metrics count padded steps: the model's output carries no mask: "
+                f"{SAMPLE_WEIGHT_FIX} (Keras weighs the metrics with them too)")
     return "the loss depends on padded steps: " + ", ".join(failed) + " failed"
 
 
-def _where_mask_dies(audit: AuditRun) -> str:
-    """The first layer that drops the mask, from a layer-by-layer trace, with its fix."""
+def _no_mask(audit: AuditRun) -> str:
+    """No Keras mask reaches the output and no weight masks the loss."""
+    rows = _trace(audit)
+    drop = next((row for row in rows if row.status == "drops" and row.kind != "model"), None)
+    if drop is not None:  # there was a mask, and a layer lost it
+        leak = trace.first_leak(rows)
+        return f"the model's output carries no mask: {leak}: {drop.fix}" if drop.fix else \
+            f"the model's output carries no mask: {leak}"
+    explicit = [name for name in audit.batch.mask_inputs]
+    if explicit:
+        names = " and ".join(f"'{name}'" for name in explicit)
+        return (f"the loss averages over padded steps: {SAMPLE_WEIGHT_FIX} (the model masks "
+                f"explicitly through its input {names}, which Keras' loss cannot see: no Keras "
+                "mask reaches the output)")
+    leak = trace.first_leak(rows) if rows else None
+    if leak is None:
+        leak = ("a layer or a tensor operation drops it (plain arithmetic such as x * 2.0 on a "
+                "symbolic tensor does so silently): set supports_masking = True, pass mask= "
+                "explicitly, or use a mask-aware layer")
+    return (f"the loss averages over padded steps: {SAMPLE_WEIGHT_FIX}; the model's output "
+            f"carries no mask: {leak}")
+
+
+def _trace(audit: AuditRun) -> list:
+    """The layer-by-layer mask trace of the audited model on a sample of the batch."""
     try:
-        rows = trace.trace_mask(audit.model, audit.inputs[:trace.SAMPLE_SIZE])
+        return trace.trace_mask(audit.model, feed.sliced(audit.inputs, slice(0, trace.SAMPLE_SIZE)))
     except MaskcliError:  # e.g. a subclassed model, whose call() cannot be walked
-        rows = []
-    leak = trace.first_leak(rows)
-    fix = next((row.fix for row in rows if row.status == "drops" and row.kind != "model"
-                and row.fix), None)
-    if leak:
-        return f"{leak}: {fix}" if fix else leak
-    return ("a layer or a tensor operation drops it (plain arithmetic such as x * 2.0 on a "
-            "symbolic tensor does so silently): set supports_masking = True, pass mask= "
-            "explicitly, or use a mask-aware layer")
+        return []
+
+
+def _mask_mismatch(audit: AuditRun, failed: list[str]) -> str | None:
+    """The model's own mask keeps padded steps, or hides real ones."""
+    kept = int((audit.out_mask & ~audit.mask).sum())
+    if kept:
+        values = models.masking_values(audit.model)
+        pad = audit.pad_step
+        if (values and pad is not None and np.ndim(pad) <= 1
+                and not any(np.all(equal(np.asarray(pad), v)) for v in values)):
+            return (f"the model's mask keeps {kept} padded steps: Masking(mask_value="
+                    f"{values[0]:g}) does not match the pad value {show(pad)}: "
+                    "set mask_value to the pad value")
+        return (f"the model's mask keeps {kept} padded steps: it does not match the padding "
+                "(check mask_zero / mask_value against the pad value)")
+    hidden = int((~audit.out_mask & audit.mask).sum())
+    if hidden and "loss-parity" in failed:
+        return (f"the model's mask hides {hidden} real steps (e.g. a real token equal to the "
+                "pad value): the loss skips them")
+    return None
+
+
+def _reduction(audit: AuditRun) -> str | None:
+    """A loss that divides by the wrong count: all steps, padding included."""
+    share = audit.mask.sum() / audit.mask.size
+    keras_loss, masked = audit.keras_loss, audit.masked_loss
+    if audit.weights is not None and audit.spec.kind is not None:
+        # What Keras computes from the weights alone, without a Keras mask.
+        weights = step_weights(audit.weights, audit.mask)
+        ignored = audit.ignored_steps()
+        if ignored is not None:
+            weights = weights * ~ignored
+        total = float((weights * audit.per_step).sum())
+        steps, weight = audit.mask.size, float(audit.reference_weights().sum())
+        if close(keras_loss, total / steps + audit.regularization, audit.rtol):
+            return (f"the loss divides the weighted sum by all {steps} steps, padding included "
+                    "(Keras' default reduction, sum_over_batch_size, counts steps, not "
+                    "weights), so the padding's share shrinks the loss and each batch's "
+                    "gradient scale: compile the loss with reduction=\"mean_with_sample_weight\", "
+                    "which divides by the weights (the mean over real steps)")
+        real = int(audit.mask.sum())
+        if audit.out_mask is not None and close(keras_loss, total / real + audit.regularization,
+                                                audit.rtol):
+            return (f"the loss divides the weighted sum by the {real} real steps, not by the "
+                    f"sum of the weights ({weight:.6g}; Keras' default reduction): compile the "
+                    "loss with reduction=\"mean_with_sample_weight\"")
+    if masked is not None and close(keras_loss, masked * share, audit.rtol):
+        return (f"the loss divides by all steps, padding included (Keras' loss = masked loss x "
+                f"real share {share:.3f}): divide by the number of real steps instead")
+    if close(keras_loss, audit.unmasked_loss, audit.rtol):
+        return "the loss averages over all steps: it ignores the mask"
+    return None
 
 
 def _where_padding_enters(audit: AuditRun, with_drop: bool = False) -> str | None:
     """The layer where padding enters real steps, from a trace of its padding
-    effect with the extra padding forward-invariance adds, with its fix."""
+    effect with the extra padding forward-invariance adds, with its fix. Every
+    input is extended by its own padding, as forward-invariance extends it."""
     model = models.free_length_model(audit.model)[0] or audit.model
+    sample = slice(0, trace.SAMPLE_SIZE)
+    batch = audit.batch
+    if len(batch.arrays) == 1:
+        masks, pad_values = audit.mask[sample], None
+    else:
+        masks = {name: pad[sample] for name, pad in batch.paddings.items() if pad is not None}
+        pad_values = batch.pad_values
     try:
-        traced = trace.trace_padding(model, audit.inputs[:trace.SAMPLE_SIZE],
-                                     audit.mask[:trace.SAMPLE_SIZE])
+        traced = trace.trace_padding(model, feed.sliced(audit.inputs, sample), masks,
+                                     pad_values=pad_values)
     except MaskcliError:  # a model that cannot be walked: the generic cause stands
         return None
     return trace.padding_cause(traced, with_drop)

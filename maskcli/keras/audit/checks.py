@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskcli.core.errors import ModelError
-from maskcli.core.extend import extend_padding, pre_padded_rows, real_part
-from maskcli.keras import models
+from maskcli.core.extend import pre_padded_rows, real_part
+from maskcli.keras import feed, models
 from maskcli.keras.audit.report import Check
 from maskcli.keras.audit.values import close, max_diff, metric_value, show
+from maskcli.keras.audit.weights import step_weights
 from maskcli.keras.trace.effect import EXTRA_PADDING, FORWARD_RTOL
 
 if TYPE_CHECKING:
@@ -29,10 +30,16 @@ def loss_parity(run: AuditRun) -> Check:
     if run.spec.kind is None:
         how = f"custom loss: reference = the same loss on the {real} real steps alone"
     else:
-        how = (f"reference = {run.spec.name} per step in numpy, mean over {real} real "
-               f"of {total} steps")
-    detail = (f"{how}; unmasked mean over all steps: {show(run.unmasked_loss)}; "
-              f"rtol {run.rtol:.1e}")
+        mean = "sum" if run.spec.reduction == "sum" else "mean"
+        weighted = "weighted " if run.weights is not None else ""
+        how = (f"reference = {run.spec.name} per step in numpy, {weighted}{mean} over {real} "
+               f"real of {total} steps")
+        ignored = run.ignored_steps()
+        if ignored is not None and (ignored & run.mask).any():
+            how += (f" less {int((ignored & run.mask).sum())} whose label is ignore_class="
+                    f"{run.spec.ignore_class}")
+    detail = (f"{how}; unmasked {'sum' if run.spec.reduction == 'sum' else 'mean'} over all "
+              f"steps: {show(run.unmasked_loss)}; rtol {run.rtol:.1e}")
     if run.regularization:
         detail += f"; both include {run.regularization:.6g} of regularization losses"
     ok = close(run.keras_loss, run.masked_loss, run.rtol)
@@ -42,8 +49,7 @@ def loss_parity(run: AuditRun) -> Check:
 
 def target_invariance(run: AuditRun) -> Check:
     if run.target_padded:
-        return Check("target-invariance", "skipped", detail=(
-            "--target-pad defines the padding by the targets themselves"))
+        return Check("target-invariance", "skipped", detail=run.target_padded)
     padded = ~run.mask
     base = _loss_with(run, run.y)
     if run.spec.kind == "sparse_categorical_crossentropy":
@@ -75,14 +81,15 @@ def target_invariance(run: AuditRun) -> Check:
 def _loss_with(run: AuditRun, y) -> float:
     """Keras' compiled loss for targets ``y`` on the model's output and its mask."""
     try:
-        return models.compiled_loss(run.model, y, run.out, run.out_mask)
+        return models.compiled_loss(run.model, y, run.out, run.out_mask, run.keras_weights)
     except Exception as exc:  # a custom loss may refuse odd targets
         raise ModelError(f"the loss of {run.label} failed on probe targets: "
                          f"{models.first_line(exc)}") from None
 
 
 def padding_gradient(run: AuditRun) -> Check:
-    grad = models.compiled_loss_gradient(run.model, run.y, run.out, run.out_mask)
+    grad = models.compiled_loss_gradient(run.model, run.y, run.out, run.out_mask,
+                                         run.keras_weights)
     grad = np.abs(grad.reshape(run.mask.shape + (-1,)))
     at_padded = float(grad[~run.mask].max())
     at_real = float(grad[run.mask].max())
@@ -96,13 +103,21 @@ def forward_invariance(run: AuditRun) -> Check:
     model, reason = models.free_length_model(run.model)
     if model is None:
         return Check("forward-invariance", "skipped", detail=reason)
+    if run.time_axis and run.driver is None:
+        return Check("forward-invariance", "skipped", detail=(
+            f"no input has the output's {run.mask.shape[1]} steps: which input steps make "
+            "which output steps is unknown"))
+    batch = run.batch
     lengths = run.mask.sum(axis=1)
-    rows = np.flatnonzero(lengths)
+    usable = lengths > 0
+    for padding in batch.per_step.values():
+        usable &= padding.any(axis=1)
+    rows = np.flatnonzero(usable)
     try:
         if model is not run.model and not _same(run_model(model, run.inputs), run.out):
             return Check("forward-invariance", "skipped", detail=(
                 f"{reason}, but the rebuilt model's outputs differ from the original's"))
-        alone = _trimmed_alone_diff(run, model, rows, lengths)
+        alone = _trimmed_alone_diff(run, model, rows)
         extended, sides = _extra_padding_diff(run, model, rows)
     except Exception as exc:  # a layer may insist on the original length
         fixed = f"{reason.split(':')[0]} and" if reason else "the model"
@@ -112,8 +127,9 @@ def forward_invariance(run: AuditRun) -> Check:
     worst = max(alone, extended)
     ok = worst <= tolerance
     where = "real steps" if run.time_axis else "sequence outputs"
+    inputs = "" if len(batch.per_step) < 2 else f", every per-step input of {len(batch.per_step)}"
     detail = (f"max |diff| at {where}: alone without padding {alone:.3g} "
-              f"({len(rows)} sequences), with {EXTRA_PADDING} extra padding steps "
+              f"({len(rows)} sequences{inputs}), with {EXTRA_PADDING} extra padding steps "
               f"({sides}) {extended:.3g}; tolerance {tolerance:.1e}")
     if len(rows) < len(lengths):
         detail += f"; {len(lengths) - len(rows)} all-padding sequences skipped"
@@ -127,29 +143,37 @@ def _same(a, b) -> bool:
                                               atol=FORWARD_RTOL, equal_nan=True)
 
 
-def _trimmed_alone_diff(run: AuditRun, model, rows, lengths) -> float:
+def _trimmed_alone_diff(run: AuditRun, model, rows) -> float:
+    """Each sequence run alone, every per-step input trimmed to its real steps
+    (one call per distinct set of lengths), against its outputs in the batch."""
     worst = 0.0
-    for length in np.unique(lengths[rows]):  # one call per distinct length
-        group = rows[lengths[rows] == length]
-        alone = run_model(model, np.stack([real_part(run.inputs, run.mask, i) for i in group]))
+    driver = run.batch.paddings.get(run.driver) if run.time_axis else None
+    for group, arrays in run.batch.trimmed_groups(rows):
+        alone = run_model(model, run.batch.model_inputs(arrays))
         for out, i in zip(alone, group):
-            batch = real_part(run.out, run.mask, i) if run.time_axis else run.out[i]
-            worst = max(worst, max_diff(out, batch))
+            if run.time_axis:
+                # the output's step j is the driving input's j-th real step
+                steps = np.flatnonzero(driver[i])
+                keep = run.mask[i][steps]
+                worst = max(worst, max_diff(out[keep], run.out[i][steps[keep]]))
+            else:
+                worst = max(worst, max_diff(out, run.out[i]))
     return worst
 
 
 def _extra_padding_diff(run: AuditRun, model, rows) -> tuple[float, str]:
-    pre = pre_padded_rows(run.mask)
-    extended, offsets = extend_padding(run.inputs, run.mask, EXTRA_PADDING, run.pad_step, pre)
-    out = run_model(model, extended)
+    arrays, offsets = run.batch.extended(EXTRA_PADDING)
+    out = run_model(model, run.batch.model_inputs(arrays))
     worst = 0.0
     for i in rows:
         if run.time_axis:
-            real_steps = np.flatnonzero(run.mask[i]) + offsets[i]
-            worst = max(worst, max_diff(out[i][real_steps], real_part(run.out, run.mask, i)))
+            real_steps = np.flatnonzero(run.mask[i])
+            worst = max(worst, max_diff(out[i][real_steps + offsets[run.driver][i]],
+                                        real_part(run.out, run.mask, i)))
         else:
             worst = max(worst, max_diff(out[i], run.out[i]))
-    sides = sorted({"pre" if p else "post" for p in pre})
+    sides = sorted({"pre" if p else "post" for padding in run.batch.per_step.values()
+                    for p in pre_padded_rows(padding)})
     return worst, "/".join(sides)
 
 
@@ -157,29 +181,41 @@ def metric_parity(run: AuditRun) -> Check:
     metrics = models.compiled_metrics(run.model)
     if not metrics:
         return Check("metric-parity", "skipped", detail="the model has no compiled metric")
+    w_ref = run.weights
     if run.time_axis:
         y_ref, p_ref = run.y[run.mask][None], run.out[run.mask][None]
+        if w_ref is not None:
+            w_ref = step_weights(w_ref, run.mask)[run.mask][None].astype(np.float32)
     else:
         y_ref, p_ref = run.y, run.out
+    weighted = models.weighted_metric_ids(run.model) if w_ref is not None else set()
     values, references, parts, ok = {}, {}, [], True
     for metric in metrics:
         keras_value = metric_value(metric.result())
         metric.reset_state()
-        metric.update_state(y_ref, p_ref)
+        # Keras weighs only the metrics compiled as weighted_metrics=.
+        metric.update_state(y_ref, p_ref, sample_weight=w_ref if id(metric) in weighted else None)
         reference = metric_value(metric.result())
         values[metric.name], references[metric.name] = keras_value, reference
         same = np.allclose(keras_value, reference, rtol=run.rtol, atol=0, equal_nan=False)
         ok = ok and same
-        blind = run.time_axis and not models.is_mask_aware_metric(metric)
+        blind = (run.time_axis and not models.is_mask_aware_metric(metric)
+                 and (w_ref is None or id(metric) not in weighted))
+        unweighted = w_ref is not None and id(metric) not in weighted
         if blind:
             run.mask_blind_metrics.append(metric.name)
+        elif unweighted and not same:
+            run.unweighted_metrics.append(metric.name)
         parts.append(f"{metric.name}: {'equal' if same else 'differs'}"
                      + (" (ignores masks, as Keras' confusion-matrix metrics do)"
-                        if blind else ""))
+                        if blind else "")
+                     + (" (not weighted: Keras weighs only weighted_metrics=)"
+                        if unweighted else ""))
     scope = "the real steps alone" if run.time_axis else "the whole batch"
     detail = f"reference = the same metric on {scope}; " + "; ".join(parts)
     return Check("metric-parity", "pass" if ok else "fail", values, references, detail)
 
 
 def run_model(model, inputs) -> np.ndarray:
-    return np.asarray(model(inputs, training=False))
+    """The model's output on ``inputs`` (an array, list or dict), as numpy."""
+    return np.asarray(feed.run_model(model, inputs))

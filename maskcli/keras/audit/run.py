@@ -5,165 +5,216 @@ from __future__ import annotations
 import numpy as np
 
 from maskcli.core.errors import InputError, ModelError, UsageError
-from maskcli.core.masks import compute_mask, parse_value, step_mask
-from maskcli.core.padded import check_mask
-from maskcli.formats.arrays import load_array, load_padded
-from maskcli.formats.model_files import check_model_file
-from maskcli.keras import models
+from maskcli.core.masks import step_mask
+from maskcli.keras import feed, models
 from maskcli.keras.audit import checks
 from maskcli.keras.audit.batch import (
-    SYNTHETIC_CLASSES,
+    boolean_mask,
     checked_inputs,
     checked_targets,
     fitted_targets,
-    parse_target_pad,
     reference_mask,
     synthetic_targets,
+    target_padding_mask,
 )
 from maskcli.keras.audit.cause import likely_cause
-from maskcli.keras.audit.reference import LOSSES, loss_rtol, loss_spec, per_step_loss
+from maskcli.keras.audit.inputs import Batch, named_batch, reference_for_output
+from maskcli.keras.audit.prepare import built_in_model, eager, user_model
+from maskcli.keras.audit.reference import loss_rtol, loss_spec, reduced, spec_per_step
 from maskcli.keras.audit.report import AuditReport, Check
 from maskcli.keras.audit.values import finite_steps, show
+from maskcli.keras.audit.weights import MASK, checked_weights, keras_weights, step_weights
 
 CHECK_IDS = ("loss-parity", "target-invariance", "padding-gradient", "forward-invariance",
              "metric-parity")
 # Checks that read the loss at padded steps: they need an output with a time axis.
 TIME_AXIS_CHECKS = CHECK_IDS[:3]
 
-# The metric compiled into a built-in model, so that metric-parity has one to check.
-DEFAULT_METRIC = {"mse": "mae", "mae": "mse", "binary_crossentropy": "binary_accuracy",
-                  "categorical_crossentropy": "categorical_accuracy",
-                  "sparse_categorical_crossentropy": "sparse_categorical_accuracy"}
-
 
 def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                arch: str | None = None, loss: str | None = None, units: int | None = None,
                seed: int = 0, train_steps: int = 0, per_sample: bool = False, pad_value=0,
                verbose: bool = False, source: str = "inputs",
-               model_label: str | None = None, targets_label: str = "targets") -> AuditReport:
+               model_label: str | None = None, targets_label: str = "targets",
+               sample_weight=None, sample_weight_label: str = "sample weights",
+               output: str | None = None, mask_input: str | None = None,
+               pad_values: dict | None = None, recorded_masks: dict | None = None,
+               file_mask=None) -> AuditReport:
     """Audit whether ``model``'s loss ignores the padding of ``inputs``.
 
-    ``mask`` (True = real step) is the reference padding mask; without it the
-    mask is derived from ``inputs`` and ``pad_value`` as Embedding(mask_zero)
-    or Masking would, or from ``targets`` equal to ``target_pad``. ``model`` is
-    a Keras model (compiled or not); without it the built-in ``arch`` is built.
-    Without ``targets``, synthetic ones from ``seed`` are used; messages call
-    them ``targets_label`` (e.g. ``targets y.npy``). ``train_steps``
-    trains ``model`` in place before the audit. For example
+    ``inputs`` is an array, or for a model with several inputs a dict (by
+    input name) or a list (in the model's order). ``mask`` (True = real step)
+    is the reference padding mask; without it the mask is derived from
+    ``inputs`` and ``pad_value`` as Embedding(mask_zero) or Masking would, or
+    from ``targets`` equal to ``target_pad``; with several inputs it is the
+    padding of the inputs the output's time axis follows (mask inputs such as
+    ``padding_mask``, or ``mask_input``, mark real steps with 1).
+    ``sample_weight`` ((sequences, steps) or (sequences,), or "mask" for the
+    reference mask) weighs the loss as ``fit`` does. ``model`` is a Keras
+    model (compiled or not; ``output`` picks one of several outputs); without
+    it the built-in ``arch`` is built. Without ``targets``, synthetic ones
+    from ``seed`` are used; messages call them ``targets_label``.
+    ``train_steps`` trains ``model`` in place before the audit. For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
-    inputs = checked_inputs(inputs, source)
     if train_steps < 0:
         raise UsageError(f"--train-steps must be 0 or more, got {train_steps}")
+    if model is not None and arch is not None:
+        raise UsageError("--arch and --model both name a model: give one of them")
+    spec = feed.model_inputs(model) if model is not None else None
+    if model is None and isinstance(inputs, dict) and len(inputs) > 1:
+        raise UsageError("several inputs need --model: the built-in --arch models take one array")
+    arrays = _named_arrays(inputs, spec, source)
+    if arrays is not None and len(arrays) == 1 and (spec is None or len(spec.names) == 1):
+        name, inputs = next(iter(arrays.items()))  # one array: the single-input audit
+        pad_value = (pad_values or {}).get(name, pad_value)
+        arrays = None
+    if arrays is None:
+        inputs = checked_inputs(inputs, source)
+        sequences = inputs.shape[0]
+        if spec is not None and len(spec.names) > 1:
+            raise InputError(f"{source} holds one array, and the model takes {len(spec.names)} "
+                             f"named inputs ({', '.join(spec.names)}): give an npz whose arrays "
+                             "are named after them, or --input NAME=FILE for each")
+    else:
+        feed.check_shapes(spec, arrays, source)
+        sequences = len(next(iter(arrays.values())))
     if targets is not None:
-        targets = checked_targets(targets, inputs, targets_label)
-    real = reference_mask(inputs, mask, targets, target_pad, pad_value, source, targets_label)
+        targets = checked_targets(targets, sequences, targets_label)
+    given = None if mask is None else boolean_mask(mask)
+    if given is None and arrays is None:
+        given = None if file_mask is None else step_mask(np.asarray(file_mask))
+    real = None
+    if model is None:
+        real = reference_mask(inputs, given, targets, target_pad, pad_value, source, targets_label)
 
     keras = models.import_keras(verbose)
     keras.utils.set_random_seed(seed)
-    model, label = _prepared_model(model, arch, loss, units, seed, inputs, targets,
-                                   real, pad_value, verbose)
-    label = model_label or label
-    spec = loss_spec(model.loss)
+    if model is None:
+        model, label = built_in_model(arch, loss, units, seed, inputs, targets, real, pad_value,
+                                      verbose)
+    else:
+        model, label = user_model(model, loss, units, output)
+    if model_label:  # the file's name, and the output chosen of several
+        label = model_label + (label[label.index(", output "):] if ", output " in label else "")
+    spec_loss = loss_spec(model.loss)
+    target_padded = None
+    if target_pad is not None:
+        target_padded = "--target-pad defines the padding by the targets themselves"
+    elif (spec_loss.ignore_class is not None and targets is not None and given is None
+          and (arrays is None or file_mask is None)):
+        target_pad = spec_loss.ignore_class  # label padding, the way --target-pad defines it
+        target_padded = (f"ignore_class={spec_loss.ignore_class} defines the padding by the "
+                         "targets themselves")
+    if arrays is None:
+        if real is None:
+            real = reference_mask(inputs, given, targets, target_pad, pad_value, source,
+                                  targets_label)
+        batch = Batch.single(inputs, real, spec)
+    else:
+        batch = named_batch(spec, arrays, source=source, mask_input=mask_input,
+                            pad_values=pad_values, recorded_masks=recorded_masks,
+                            file_mask=file_mask)
+        if target_pad is not None:
+            if targets is None:
+                raise UsageError("--target-pad needs the targets: give --targets FILE")
+            given = target_padding_mask(targets, target_pad, targets_label)
     with models.full_float32():
-        audit = AuditRun(model, label, spec, inputs, real, source, target_pad is not None)
+        audit = AuditRun(model, label, spec_loss, batch, real, source, target_padded,
+                         given=given, file_mask=file_mask)
+        audit.set_weights(sample_weight, sample_weight_label)
         audit.set_targets(targets, seed, targets_label)
         audit.train(train_steps)
         return audit.report(per_sample)
 
 
-def audit_files(input_path: str = "-", *, mask_path: str | None = None, mode: str | None = None,
-                mask_value: str | None = None, target_pad: str | None = None,
-                targets_path: str | None = None, model_path: str | None = None,
-                arch: str | None = None, unsafe: bool = False, imports=(),
-                loss: str | None = None, units: int | None = None, seed: int = 0,
-                train_steps: int = 0, per_sample: bool = False,
-                verbose: bool = False) -> AuditReport:
-    """``audit_loss`` on files, as ``maskcli audit-loss`` runs it.
-
-    The reference mask comes from ``mask_path``, else the npz ``mask``, else
-    ``mode``/``mask_value`` as in inspect-mask; or from the targets with
-    ``target_pad``. ``imports`` run the user's own code before loading.
-    """
-    derive = mode is not None or mask_value is not None
-    if unsafe and not model_path:
-        raise UsageError("--unsafe applies to --model only: drop it")
-    if model_path and arch:
-        raise UsageError("--arch and --model both name a model: give one of them")
-    if mask_path and derive:
-        raise UsageError("--mask gives the mask, --mode/--mask-value derive one: give one or "
-                         "the other")
-    if target_pad is not None and (mask_path or derive):
-        raise UsageError("--target-pad derives the mask from the targets: drop --mask, --mode "
-                         "and --mask-value")
-    padded = load_padded(input_path)
-    pad_value = (parse_value(mask_value, "--mask-value") if mask_value is not None
-                 else padded.numeric_pad_value("--mask-value"))
-    pad_value = 0 if pad_value is None else pad_value
-    targets = (load_array(targets_path, key="targets") if targets_path
-               else padded.extra.get("targets"))
-    mask = None
-    if mask_path:
-        mask = check_mask(mask_path, load_array(mask_path, key="mask"), padded.inputs)
-    elif derive:
-        mask = compute_mask(padded.inputs, mode, pad_value)
-    elif target_pad is None:
-        mask = padded.mask
-    model = None
-    if model_path:
-        check_model_file(model_path)  # a refused file costs no TensorFlow import
-    if model_path or imports:
-        models.import_keras(verbose)  # before the user's code imports it, unsilenced
-        models.import_user_code(imports)
-    if model_path:
-        model = models.load_model(model_path, unsafe=unsafe, verbose=verbose)
-    return audit_loss(padded.inputs, mask=mask, targets=targets,
-                      target_pad=None if target_pad is None else parse_target_pad(target_pad),
-                      model=model, arch=arch, loss=loss, units=units, seed=seed,
-                      train_steps=train_steps, per_sample=per_sample, pad_value=pad_value,
-                      verbose=verbose, source=padded.source,
-                      model_label=f"--model {model_path}" if model_path else None,
-                      targets_label=f"targets {targets_path}" if targets_path
-                      else f"the targets in {padded.source}")
+def _named_arrays(inputs, spec, source: str) -> dict | None:
+    """``inputs`` as one array per model input name, or None for one array."""
+    if isinstance(inputs, dict):
+        arrays = {str(name): np.asarray(array) for name, array in inputs.items()}
+        if spec is None:
+            if len(arrays) != 1:
+                raise UsageError(f"{source}: {len(arrays)} named inputs, and the model takes one "
+                                 "array: give that array")
+            return arrays
+        return feed.match_inputs(spec, arrays, {}, None, source)
+    if isinstance(inputs, (list, tuple)) and spec is not None and len(spec.names) > 1:
+        if len(inputs) != len(spec.names):
+            raise InputError(f"{source}: {len(inputs)} arrays for the model's "
+                             f"{len(spec.names)} inputs ({', '.join(spec.names)}): give one "
+                             "array per input, in that order")
+        return {name: np.asarray(array) for name, array in zip(spec.names, inputs)}
+    return None
 
 
 class AuditRun:
     """The state shared by the checks of one audit."""
 
-    def __init__(self, model, label, spec, inputs, mask, source, target_padded):
+    def __init__(self, model, label, spec, batch: Batch, mask, source, target_padded,
+                 *, given=None, file_mask=None):
         self.model, self.label, self.spec = model, label, spec
-        self.inputs, self.mask, self.source = inputs, mask, source
-        self.target_padded = target_padded
+        self.batch, self.inputs = batch, batch.model_inputs()
+        self.mask, self.source = mask, source
+        self.target_padded = target_padded  # why the targets define the padding, or None
         self.notes: list[str] = []
         self.mask_blind_metrics: list[str] = []
+        self.unweighted_metrics: list[str] = []  # compiled as metrics=, so blind to the weights
         self.nonfinite_padded_targets = 0
-        self.pad_step = inputs[~mask][0]  # what one padded step of the input holds
+        self.weights = self.keras_weights = None
         self._forward()
+        if self.mask is None:  # several inputs: the padding of the output's time axis
+            self.mask = reference_for_output(batch, self.out.shape, source, given=given,
+                                             file_mask=file_mask)
+            if self.mask.all():
+                raise InputError(f"{source}: no padded step to audit (no input of the output's "
+                                 "length has padding): give padded data, or the right --mask")
+        self._set_time_axis()
+        self.driver = batch.driver(self.mask.shape[1], self.mask)
+        self.pad_step = batch.pad_step(self.driver)  # what one padded step of the input holds
 
     # -- preparation -------------------------------------------------------
 
     def _forward(self) -> None:
         try:
-            y_pred = self.model(self.inputs, training=False)
+            y_pred = feed.run_model(self.model, self.inputs)
         except Exception as exc:  # the user's model may raise anything
-            raise ModelError(f"{self.label} cannot run on {self.source} (shape "
-                             f"{self.inputs.shape}): {models.first_line(exc)}: give inputs that "
-                             "fit the model (shape, dtype, token ids below its vocabulary size)"
-                             ) from None
+            raise ModelError(f"{self.label} cannot run on {self.source} "
+                             f"({self.batch.describe()}): {models.first_line(exc)}: give inputs "
+                             "that fit the model (shape, dtype, token ids below its vocabulary "
+                             "size)") from None
         if isinstance(y_pred, (list, tuple, dict)):
-            raise ModelError(f"{self.label} has several outputs: audit-loss audits a "
-                             "single-output model; save one model per output")
+            raise ModelError(f"{self.label} has several outputs: audit-loss audits one at a "
+                             "time: choose it with --output NAME")
         self.out = np.asarray(y_pred)
         self.out_mask = models.output_mask(y_pred)
+        self.regularization = float(sum(float(v) for v in self.model.losses))
+        if self.mask is not None:
+            self._set_time_axis()
+
+    def _set_time_axis(self) -> None:
         if self.out_mask is not None and self.out_mask.shape != self.out.shape[:2]:
             self.out_mask = step_mask(self.out_mask)
         self.time_axis = self.out.ndim >= 3 and self.out.shape[:2] == self.mask.shape
-        self.regularization = float(sum(float(v) for v in self.model.losses))
+
+    def set_weights(self, weights, label: str = "sample weights") -> None:
+        """Sample weights, as ``fit`` takes them; ``"mask"``: the reference mask."""
+        if weights is None:
+            return
+        if isinstance(weights, str) and weights == MASK:
+            weights, label = self.mask.astype(np.float32), "--sample-weight mask"
+            if not self.time_axis:
+                raise UsageError("--sample-weight mask weighs steps, and the model's output (shape "
+                                 f"{self.out.shape}) has no time axis: drop it")
+        self.weights = checked_weights(weights, self.mask, self.time_axis, label)
+        self.keras_weights = keras_weights(self.weights, self.time_axis)
+        self.notes.append(f"the loss and the metrics are weighted by {label}")
 
     def set_targets(self, targets, seed: int, label: str = "targets") -> None:
         if targets is None:
             targets = synthetic_targets(self.spec.kind, self.out.shape, seed)
+            if self.spec.ignore_class is not None and self.time_axis:
+                targets = self._ignored_at_padding(targets)
         self.y = fitted_targets(targets, self.out.shape, self.spec, label)
         if self.time_axis:
             real_values = self.y[self.mask]
@@ -175,10 +226,31 @@ class AuditRun:
             self.nonfinite_padded_targets = int((~self.mask & ~finite_steps(self.y)).sum())
             if self.spec.kind == "sparse_categorical_crossentropy":
                 self._check_class_ids()
+            ignored = self.ignored_steps()
+            if ignored is not None and not self.target_padded and ignored[~self.mask].all():
+                self.target_padded = (f"the padded targets hold ignore_class="
+                                      f"{self.spec.ignore_class}, which the loss leaves out")
+
+    def _ignored_at_padding(self, targets: np.ndarray) -> np.ndarray:
+        """Synthetic class ids with ignore_class at padded steps and never at
+        real ones, as a collator pads labels (Hugging Face: -100)."""
+        ignore, classes = self.spec.ignore_class, self.out.shape[-1]
+        targets = targets.copy()
+        targets[self.mask & (targets == ignore)] = (ignore + 1) % classes
+        targets[~self.mask] = ignore
+        return targets
+
+    def ignored_steps(self) -> np.ndarray | None:
+        """True where the label is the loss' ignore_class (the loss is 0 there)."""
+        if self.spec.ignore_class is None or not self.time_axis:
+            return None
+        return self.y == self.spec.ignore_class
 
     def _check_class_ids(self) -> None:
         classes = self.out.shape[-1]
         bad = (self.y < 0) | (self.y >= classes) | (self.y != np.round(self.y))
+        if self.spec.ignore_class is not None:
+            bad &= self.y != self.spec.ignore_class
         if bad.any():
             seq, step = np.argwhere(bad)[0]
             where = "real" if self.mask[seq, step] else "padded"
@@ -193,8 +265,9 @@ class AuditRun:
             return
         with eager(self.model, "train_function"):
             try:
-                self.model.fit(self.inputs, self.y, batch_size=len(self.inputs), epochs=steps,
-                               shuffle=False, verbose=0)
+                self.model.fit(self.inputs, self.y, sample_weight=self.keras_weights,
+                               batch_size=self.batch.sequences, epochs=steps, shuffle=False,
+                               verbose=0)
             except Exception as exc:
                 raise ModelError(f"training {self.label} failed: {models.first_line(exc)}: "
                                  "check the targets and the model's optimizer") from None
@@ -234,24 +307,36 @@ class AuditRun:
         # Eager evaluate: Keras' own compiled loss and metrics, without tracing a graph.
         with eager(self.model, "test_function"):
             try:
-                return self.model.evaluate(self.inputs, self.y, batch_size=len(self.inputs),
-                                           verbose=0, return_dict=True)
+                return self.model.evaluate(self.inputs, self.y, sample_weight=self.keras_weights,
+                                           batch_size=self.batch.sequences, verbose=0,
+                                           return_dict=True)
             except Exception as exc:
                 raise ModelError(f"Keras could not compute the loss of {self.label} on "
                                  f"{self.source}: {models.first_line(exc)}: check that the targets "
                                  "fit the loss") from None
 
+    def reference_weights(self) -> np.ndarray:
+        """The weight of each step in the reference loss: the sample weight (1
+        without), 0 at padding and at steps whose label the loss ignores."""
+        weights = step_weights(self.weights, self.mask) * self.mask
+        ignored = self.ignored_steps()
+        return weights if ignored is None else weights * ~ignored
+
     def _references(self) -> None:
         real = self.mask
-        self.removed_loss = models.compiled_loss(self.model, self.y[real][None],
-                                                 self.out[real][None])
+        weights = None if self.weights is None else step_weights(self.weights, real)
+        self.removed_loss = models.compiled_loss(
+            self.model, self.y[real][None], self.out[real][None],
+            sample_weight=None if weights is None else weights[real][None].astype(np.float32))
         if self.spec.kind is None:
             self.masked_loss = self.removed_loss
             self.unmasked_loss = models.compiled_loss(self.model, self.y, self.out)
             return
-        self.per_step = per_step_loss(self.spec.kind, self.y, self.out)
-        self.masked_loss = float(self.per_step[real].mean()) + self.regularization
-        self.unmasked_loss = float(self.per_step.mean()) + self.regularization
+        self.per_step = spec_per_step(self.spec, self.y, self.out)
+        self.masked_loss = _plus(reduced(self.spec, self.per_step, self.reference_weights()),
+                                 self.regularization)
+        self.unmasked_loss = _plus(reduced(self.spec, self.per_step, np.ones(real.shape)),
+                                   self.regularization)
 
     def _per_sample(self) -> list[dict]:
         lengths = self.mask.sum(axis=1)
@@ -268,8 +353,9 @@ class AuditRun:
         real = self.mask[i]
         if self.spec.kind is not None:
             values = self.per_step[i]
-            masked = float(values[real].mean()) if real.any() else None
-            return {"masked_loss": masked, "unmasked_loss": float(values.mean())}
+            masked = reduced(self.spec, values, self.reference_weights()[i])
+            return {"masked_loss": masked, "unmasked_loss": reduced(self.spec, values,
+                                                                    np.ones(values.shape))}
         # compiled_loss adds the model's regularization losses; a sample's loss has none.
         masked = (models.compiled_loss(self.model, self.y[i][real][None], self.out[i][real][None])
                   - self.regularization if real.any() else None)
@@ -277,58 +363,5 @@ class AuditRun:
         return {"masked_loss": masked, "unmasked_loss": unmasked - self.regularization}
 
 
-def _prepared_model(model, arch, loss, units, seed, inputs, targets, mask, pad_value, verbose):
-    """The model to audit, compiled, and how the report names it."""
-    if loss is not None and loss not in LOSSES:
-        raise UsageError(f"unknown --loss {loss!r}: use one of {', '.join(LOSSES)}")
-    if model is None:
-        name = arch or models.default_arch(inputs)
-        loss = loss or "mse"
-        out_units, activation = _output_layer(loss, targets, mask)
-        model = models.build_arch(name, inputs, units=8 if units is None else units, seed=seed,
-                                  pad_value=pad_value, out_units=out_units,
-                                  out_activation=activation, verbose=verbose)
-        model.compile(optimizer="adam", loss=loss, metrics=[DEFAULT_METRIC[loss]])
-        return model, f"--arch {name}"
-    if arch is not None:
-        raise UsageError("--arch and --model both name a model: give one of them")
-    if units is not None:
-        raise UsageError("--units applies to the built-in --arch models only: drop it")
-    label = f"model '{model.name}'"
-    if getattr(model, "compiled", False) and getattr(model, "loss", None) is not None:
-        if loss is not None:
-            raise UsageError(f"{label} is compiled with its own loss, which is the one audited: "
-                             "drop --loss, or save the model uncompiled")
-    else:
-        model.compile(optimizer="adam", loss=loss or "mse")
-    return model, label
-
-
-def _output_layer(loss: str, targets, mask) -> tuple[int, str | None]:
-    """The output units and activation of a built-in model for ``loss``: one
-    unit per target feature (or class), else 1 unit or SYNTHETIC_CLASSES."""
-    per_step = targets is not None and targets.shape[:2] == mask.shape
-    if loss == "sparse_categorical_crossentropy":
-        classes = int(np.nanmax(targets[mask])) + 1 if per_step else SYNTHETIC_CLASSES
-        return max(classes, 2), "softmax"
-    features = targets.shape[-1] if per_step and targets.ndim == 3 else None
-    if loss == "categorical_crossentropy":
-        return features or SYNTHETIC_CLASSES, "softmax"
-    return features or 1, "sigmoid" if loss == "binary_crossentropy" else None
-
-
-class eager:
-    """Run ``evaluate``/``fit`` eagerly (no graph tracing for one batch), and
-    leave the model's own compiled functions as they were."""
-
-    def __init__(self, model, function_name):
-        self.model, self.function_name = model, function_name
-
-    def __enter__(self):
-        self.saved = (self.model.run_eagerly, getattr(self.model, self.function_name, None))
-        self.model.run_eagerly = True
-
-    def __exit__(self, *exc):
-        self.model.run_eagerly = self.saved[0]
-        if self.saved[1] is None:
-            setattr(self.model, self.function_name, None)
+def _plus(value: float | None, regularization: float) -> float | None:
+    return None if value is None else value + regularization

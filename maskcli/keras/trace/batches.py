@@ -9,6 +9,7 @@ import numpy as np
 
 from maskcli.core.errors import InputError, ModelError, where
 from maskcli.core.masks import compute_mask, default_mode
+from maskcli.keras.feed import is_mask_input
 from maskcli.keras.models import ARCHS
 from maskcli.keras.trace.graph import all_layers, is_int_dtype, keras_module, model_graph, reached
 
@@ -63,10 +64,11 @@ def synthetic_mask(batch: np.ndarray) -> np.ndarray:
     return np.arange(steps) < np.array(synthetic_lengths(steps))[:, None]
 
 
-def synthetic_inputs(model, seed: int = 0) -> list[np.ndarray]:
+def synthetic_inputs(model, seed: int = 0, mask_input: str | None = None) -> list[np.ndarray]:
     """One padded batch per model input, shaped and typed to fit it: token ids
     below the smallest ``input_dim`` of the Embedding it feeds, or features
-    padded with the ``mask_value`` of the Masking layer it feeds."""
+    padded with the ``mask_value`` of the Masking layer it feeds; a mask input
+    (``padding_mask``) holds 1 at the real steps of the others."""
     embedding = keras_module().layers.Embedding
     graph = model_graph(model)
     batches = []
@@ -79,7 +81,11 @@ def synthetic_inputs(model, seed: int = 0) -> list[np.ndarray]:
         step_shape = tuple(d or SYNTHETIC_FEATURES for d in shape[2:])
         embeddings = reached(graph, ref, embedding) or all_layers(model, embedding)
         integer = is_int_dtype(ref.dtype) or (len(shape) == 2 and bool(embeddings))
-        if integer:
+        if is_mask_input(ref.name, mask_input) and len(shape) == 2:
+            # every batch is padded after the same lengths: 1 where the ids are real
+            real = padded_batch(step_shape, integer=True, steps=steps, seed=seed) != 0
+            batch = real.astype(str(ref.dtype) if integer else "bool")
+        elif integer:
             vocab = min([SYNTHETIC_VOCAB] + [layer.input_dim for layer in embeddings])
             batch = padded_batch(step_shape, integer=True, steps=steps, vocab=vocab, seed=seed)
         else:
@@ -109,8 +115,21 @@ def check_fits(model, inputs: np.ndarray, source: str) -> None:
     if len(refs) != 1:
         names = ", ".join(repr(ref.name) for ref in refs)
         raise InputError(f"{source}: the model takes {len(refs)} inputs ({names}) but INPUT holds "
-                         "one array: omit INPUT to trace on a synthetic batch")
-    ref = refs[0]
+                         "one array: give an npz whose arrays are named after them, or "
+                         "--input NAME=FILE for each; or omit INPUT to trace on a synthetic batch")
+    _check_input(graph, refs[0], inputs, source)
+
+
+def check_named_fits(model, arrays: dict[str, np.ndarray], source: str) -> None:
+    """``check_fits`` for a model with named inputs, each fed ``arrays[name]``."""
+    graph = model_graph(model)
+    tensors = graph._inputs_struct if isinstance(graph._inputs_struct, dict) else {
+        ref.name: ref for ref in graph.inputs}
+    for name, array in arrays.items():
+        _check_input(graph, tensors[name], array, f"{source}, input '{name}'")
+
+
+def _check_input(graph, ref, inputs: np.ndarray, source: str) -> None:
     expected = tuple(ref.shape)
     fits = inputs.ndim == len(expected) and all(
         want is None or want == got for want, got in zip(expected[1:], inputs.shape[1:]))

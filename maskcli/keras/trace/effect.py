@@ -25,6 +25,7 @@ import numpy as np
 from maskcli.core.errors import InputError, ModelError
 from maskcli.core.extend import extend_padding, pad_fill, pre_padded_rows
 from maskcli.core.masks import compute_mask, default_mode
+from maskcli.keras.feed import is_mask_input  # an input that is a padding mask, by its name
 from maskcli.keras.trace import fixes, record
 from maskcli.keras.trace.graph import keras_module, walkable
 from maskcli.keras.trace.walk import TraceRow, first_leak, trace_mask
@@ -32,12 +33,6 @@ from maskcli.keras.trace.walk import _describe as describe
 
 EXTRA_PADDING = 4        # steps added on each sequence's padding side (as forward-invariance)
 FORWARD_RTOL = 1e-5      # float32: matmul blocking differs between batch shapes
-MASK_INPUT_NAMES = ("padding_mask", "attention_mask")
-
-
-def is_mask_input(name: str) -> bool:
-    """An input that is itself a padding mask (1 = real step), by its name."""
-    return name in MASK_INPUT_NAMES or name.endswith("_padding_mask")
 
 
 @dataclass

@@ -32,6 +32,7 @@ import numpy as np
 
 from maskcli.core.errors import ModelError
 from maskcli.keras.models import first_line, keras_mask
+from maskcli.keras.trace.explicit import explicit_verdict
 from maskcli.keras.trace.graph import as_list, inner_graph, keras_module, model_graph
 
 STATUSES = ("creates", "propagates", "consumes", "drops", "none")
@@ -71,8 +72,9 @@ class TraceRow:
 
 
 def trace_mask(model, inputs, record=None) -> list[TraceRow]:
-    """Run ``model`` on ``inputs`` (an array, or a list with one per model
-    input) node by node and return one row per layer, in execution order.
+    """Run ``model`` on ``inputs`` (an array, a list with one per model input,
+    or a dict by input name) node by node and return one row per layer, in
+    execution order.
 
     ``record(row, refs, values, input_refs)``, when given, sees every tensor
     computed: the graph's inputs (row None), then each node's outputs after it
@@ -82,7 +84,8 @@ def trace_mask(model, inputs, record=None) -> list[TraceRow]:
     rows: list[TraceRow] = []
     try:
         # in the model's own input structure (a tensor, a list, a dict)
-        structured = keras.tree.pack_sequence_as(graph._inputs_struct, as_list(inputs))
+        structured = (inputs if isinstance(inputs, dict) else
+                      keras.tree.pack_sequence_as(graph._inputs_struct, as_list(inputs)))
         flat_inputs = graph._standardize_inputs(structured)
         steps = {int(x.shape[1]) for x in flat_inputs if len(x.shape) >= 2}
         _walk(keras, graph, flat_inputs, rows, steps, depth=0, prefix="", record=record)
@@ -118,10 +121,22 @@ def first_leak(rows: list[TraceRow], padded: bool = True) -> str | None:
 
 
 def report(rows: list[TraceRow], *, model: str, inputs: list[np.ndarray], input_names: list[str],
-           synthetic: bool, padded: bool, versions: dict, padding: dict | None = None) -> dict:
+           synthetic: bool, padded: bool, versions: dict, padding: dict | None = None,
+           mask_inputs: list[dict] | None = None) -> dict:
     """The trace as one JSON-ready dict (the ``--format json`` document).
-    ``padding`` is how the padding effect was measured (``PaddingTrace.summary``)."""
+    ``padding`` is how the padding effect was measured (``PaddingTrace.summary``).
+
+    ``mask_inputs`` (see :func:`maskcli.keras.trace.explicit.mask_inputs`):
+    a model that masks explicitly through one carries no Keras mask to its
+    output by design, so only a layer that drops a Keras mask is a leak then.
+    """
     leak = first_leak(rows, padded)
+    explicit = explicit_verdict(mask_inputs or [])
+    dropped = any(row.status == "drops" and row.kind != "model" for row in rows)
+    if explicit and not dropped and any(item["layers"] for item in mask_inputs):
+        leak = None
+    elif explicit and not dropped and padded:
+        leak = explicit  # a mask input that no layer reads
     enters = next((row.path for row in rows if row.padding == "enters"), None)
     return {
         "model": model,
@@ -129,6 +144,8 @@ def report(rows: list[TraceRow], *, model: str, inputs: list[np.ndarray], input_
                    for name, array in zip(input_names, inputs)],
         "synthetic": synthetic,
         "padded": padded,
+        "mask_inputs": mask_inputs or [],
+        "explicit_mask": explicit,
         "layers": [row.as_dict() for row in rows],
         "leak": leak,
         "enters": enters,

@@ -1,0 +1,182 @@
+"""``audit_loss`` on files, as ``maskcli audit-loss`` runs it: INPUT and the
+``--input``, ``--targets``, ``--mask`` and ``--sample-weight`` files."""
+
+from __future__ import annotations
+
+from maskcli.core.errors import UsageError
+from maskcli.core.masks import compute_mask, parse_value
+from maskcli.core.padded import Padded, check_mask
+from maskcli.formats.arrays import (
+    load_array,
+    load_padded,
+    named_input_files,
+    npz_arrays,
+    split_array_spec,
+)
+from maskcli.formats.model_files import check_model_file
+from maskcli.keras import feed, models
+from maskcli.keras.audit.batch import parse_target_pad
+from maskcli.keras.audit.report import AuditReport
+from maskcli.keras.audit.run import audit_loss
+from maskcli.keras.audit.weights import MASK
+
+
+def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
+                mode: str | None = None, mask_value: str | None = None,
+                target_pad: str | None = None, targets_path: str | None = None,
+                model_path: str | None = None, arch: str | None = None, unsafe: bool = False,
+                imports=(), loss: str | None = None, units: int | None = None, seed: int = 0,
+                train_steps: int = 0, per_sample: bool = False, verbose: bool = False,
+                named_inputs=(), sample_weight: str | None = None, output: str | None = None,
+                mask_input: str | None = None) -> AuditReport:
+    """``audit_loss`` on files, as ``maskcli audit-loss`` runs it.
+
+    The reference mask comes from ``mask_path``, else the npz ``mask``, else
+    ``mode``/``mask_value`` as in inspect-mask; or from the targets with
+    ``target_pad``. ``imports`` run the user's own code before loading.
+    ``named_inputs``: ``NAME=FILE[:ARRAY]`` texts (``--input``), each feeding
+    one model input; ``input_path`` None reads no INPUT (all inputs given so).
+    ``sample_weight``: a file (npy, npz ``sample_weight``, jsonl) or ``mask``;
+    without it, the ``sample_weight`` array of INPUT or of the targets npz.
+    """
+    derive = mode is not None or mask_value is not None
+    if unsafe and not model_path:
+        raise UsageError("--unsafe applies to --model only: drop it")
+    if model_path and arch:
+        raise UsageError("--arch and --model both name a model: give one of them")
+    if mask_path and derive:
+        raise UsageError("--mask gives the mask, --mode/--mask-value derive one: give one or "
+                         "the other")
+    if target_pad is not None and (mask_path or derive):
+        raise UsageError("--target-pad derives the mask from the targets: drop --mask, --mode "
+                         "and --mask-value")
+    if input_path is None and not named_inputs:
+        input_path = "-"
+    padded = load_padded(input_path, named=True) if input_path is not None else None
+    given = named_input_files(named_inputs)
+    source = padded.source if padded is not None else "the --input files"
+    pad_value = (parse_value(mask_value, "--mask-value") if mask_value is not None
+                 else padded.numeric_pad_value("--mask-value") if padded is not None else None)
+    pad_value = 0 if pad_value is None else pad_value
+    targets = _array_file(targets_path, "targets") if targets_path else (
+        padded.extra.get("targets") if padded is not None else None)
+    weights = _weights(sample_weight, padded, targets_path)
+
+    model = None
+    if model_path:
+        check_model_file(model_path)  # a refused file costs no TensorFlow import
+    if model_path or imports:
+        models.import_keras(verbose)  # before the user's code imports it, unsafe or not
+        models.import_user_code(imports)
+    if model_path:
+        model = models.load_model(model_path, unsafe=unsafe, verbose=verbose)
+    spec = feed.model_inputs(model) if model is not None else None
+    inputs, file_mask = _model_arrays(padded, given, spec, source)
+    several = isinstance(inputs, dict) and len(inputs) > 1
+    if several and mode is not None:
+        raise UsageError("--mode derives the mask of one array; with several inputs each "
+                         "input's padding comes from its mask input or its pad value "
+                         "(--mask-value): drop --mode")
+    mask = None
+    if mask_path:
+        mask = _array_file(mask_path, "mask")
+        if not several:
+            mask = check_mask(mask_path, mask, _one(inputs))
+    elif derive and not several:
+        mask = compute_mask(_one(inputs), mode, pad_value)
+    elif target_pad is None and not several:
+        mask = file_mask
+    pad_values = ({name: _pad_value(padded, name, mask_value, pad_value) for name in inputs}
+                  if isinstance(inputs, dict) else None)
+    return audit_loss(inputs, mask=mask, targets=targets,
+                      target_pad=None if target_pad is None else parse_target_pad(target_pad),
+                      model=model, arch=arch, loss=loss, units=units, seed=seed,
+                      train_steps=train_steps, per_sample=per_sample, pad_value=pad_value,
+                      verbose=verbose, source=source,
+                      model_label=f"--model {model_path}" if model_path else None,
+                      targets_label=f"targets {targets_path}" if targets_path
+                      else f"the targets in {source}",
+                      sample_weight=weights[0], sample_weight_label=weights[1], output=output,
+                      mask_input=mask_input, pad_values=pad_values,
+                      recorded_masks=_recorded_masks(padded) if several else None,
+                      file_mask=file_mask if several else None)
+
+
+def _one(inputs):
+    return next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+
+
+def _array_file(text: str, key: str):
+    """An array file (``FILE.npz:ARRAY`` picks an npz array; default ``key``)."""
+    path, array = split_array_spec(text)
+    return load_array(path, key=array or key)
+
+
+def _weights(option: str | None, padded: Padded | None, targets_path: str | None):
+    """The sample weights and how messages name them."""
+    if option == MASK:
+        return MASK, "--sample-weight mask"
+    if option:
+        return _array_file(option, "sample_weight"), f"--sample-weight {option}"
+    if padded is not None and "sample_weight" in padded.extra:
+        return padded.extra["sample_weight"], f"the sample_weight in {padded.source}"
+    path = split_array_spec(targets_path)[0] if targets_path else ""
+    if path.lower().endswith(".npz"):
+        weights = npz_arrays(path).get("sample_weight")
+        if weights is not None:
+            return weights, f"the sample_weight in {path}"
+    return None, "sample weights"
+
+
+def _model_arrays(padded: Padded | None, given: dict, spec, source: str):
+    """The model's inputs (one array, or a dict by name) and INPUT's npz mask."""
+    file_mask = padded.mask if padded is not None else None
+    if spec is None or (len(spec.names) == 1 and not given and padded is not None
+                        and padded.inputs is not None):
+        if given:
+            if spec is None and len(given) == 1:
+                return next(iter(given.values())), file_mask
+            raise UsageError("--input names a model input: give it with --model")
+        if padded.inputs is None:
+            held = ", ".join(sorted(padded.extra)) or "nothing"
+            raise UsageError(f"{source} has no 'inputs' array (it has: {held}): an npz of named "
+                             "arrays feeds a --model by its input names; else write it with "
+                             "'maskcli pad -o FILE.npz'")
+        return padded.inputs, file_mask
+    found = {}
+    if padded is not None:
+        found = dict(padded.extra)
+        if padded.inputs is None:
+            found.update({key: value for key, value in (("mask", padded.mask),
+                                                        ("lengths", padded.lengths))
+                          if value is not None})
+    single = padded.inputs if padded is not None else None
+    return feed.match_inputs(spec, found, given, single, source), file_mask
+
+
+def _recorded_masks(padded: Padded | None) -> dict:
+    """The per-field masks ``maskcli pad`` records: ``meta`` ``masks`` names the
+    array of each field; else ``NAME_mask``."""
+    if padded is None:
+        return {}
+    masks = {key[:-len("_mask")]: value for key, value in padded.extra.items()
+             if key.endswith("_mask")}
+    named = padded.meta.get("masks")
+    if isinstance(named, dict):
+        for field, key in named.items():
+            array = padded.mask if key == "mask" else padded.extra.get(key)
+            if array is not None:
+                masks[field] = array
+    return masks
+
+
+def _pad_value(padded: Padded | None, name: str, option: str | None, default):
+    if option is not None or padded is None:
+        return default
+    value = padded.pad_value_of(name)
+    if value is None:
+        return default
+    try:
+        return parse_value(value, "--mask-value")
+    except UsageError:
+        return default
