@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from maskcli.core.errors import UsageError
+import os
+
+from maskcli.core.errors import InputError, UsageError
 from maskcli.core.masks import compute_mask, parse_value
 from maskcli.core.padded import Padded, check_mask
 from maskcli.formats.arrays import (
@@ -58,8 +60,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     pad_value = (parse_value(mask_value, "--mask-value") if mask_value is not None
                  else padded.numeric_pad_value("--mask-value") if padded is not None else None)
     pad_value = 0 if pad_value is None else pad_value
-    targets = _array_file(targets_path, "targets") if targets_path else (
-        padded.extra.get("targets") if padded is not None else None)
+    targets = _targets(targets_path, padded)
     weights = _weights(sample_weight, padded, targets_path)
 
     model = None
@@ -94,7 +95,8 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                       train_steps=train_steps, per_sample=per_sample, pad_value=pad_value,
                       verbose=verbose, source=source,
                       model_label=f"--model {model_path}" if model_path else None,
-                      targets_label=f"targets {targets_path}" if targets_path
+                      targets_label=_targets_label(targets_path, padded, source)
+                      if targets_path
                       else f"the targets in {source}",
                       sample_weight=weights[0], sample_weight_label=weights[1], output=output,
                       mask_input=mask_input, pad_values=pad_values,
@@ -102,8 +104,30 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                       file_mask=file_mask if several else None)
 
 
+def _targets_label(targets_path: str, padded: Padded | None, source: str) -> str:
+    if padded is not None and targets_path in padded.extra and not os.path.exists(targets_path):
+        return f"the targets '{targets_path}' in {source}"
+    return f"targets {targets_path}"
+
+
 def _one(inputs):
     return next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+
+
+def _targets(targets_path: str | None, padded: Padded | None):
+    """The targets: a file, an array of INPUT named by ``--targets NAME`` (such
+    as the ``labels`` field of ``maskcli pad --field input_ids --field labels``),
+    else INPUT's ``targets`` array, else None (synthetic targets)."""
+    extra = padded.extra if padded is not None else {}
+    if targets_path and not os.path.exists(split_array_spec(targets_path)[0]) and extra:
+        if targets_path in extra:
+            return extra[targets_path]
+        raise InputError(f"--targets {targets_path}: no such file, nor an array of "
+                         f"{padded.source} (it has: {', '.join(sorted(extra))}): "
+                         "give a targets file or the name of one of those arrays")
+    if targets_path:
+        return _array_file(targets_path, "targets")
+    return extra.get("targets")
 
 
 def _array_file(text: str, key: str):
