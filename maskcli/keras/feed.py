@@ -145,17 +145,22 @@ def match_inputs(spec: ModelInputs, found: dict[str, np.ndarray], given: dict[st
     return arrays
 
 
+def shape_mismatch(array: np.ndarray, declared: tuple) -> str | None:
+    """None if ``array`` fits an input of ``declared`` shape (its rank, and every
+    fixed size past the batch axis); else the declared shape as text, ``(n, 16)``."""
+    fits = array.ndim == len(declared) and all(
+        size is None or size == got for size, got in zip(declared[1:], array.shape[1:]))
+    return None if fits else "(" + ", ".join("n" if d is None else str(d) for d in declared) + ")"
+
+
 def check_shapes(spec: ModelInputs, arrays: dict[str, np.ndarray], source: str) -> None:
     """Each array must fit its input's declared rank and fixed sizes, and every
     input must hold the same number of sequences."""
     counts = {}
     for item in spec.specs:
         array = arrays[item.name]
-        want = item.shape
-        fits = array.ndim == len(want) and all(
-            size is None or size == got for size, got in zip(want[1:], array.shape[1:]))
-        if not fits:
-            wanted = "(" + ", ".join("n" if d is None else str(d) for d in want) + ")"
+        wanted = shape_mismatch(array, item.shape)
+        if wanted:
             raise InputError(f"{source}: input '{item.name}' of shape {array.shape} does not fit "
                              f"the model's input of shape {wanted}: give '{item.name}' that shape "
                              "(the same padded length as the model takes)")

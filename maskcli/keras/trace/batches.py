@@ -9,7 +9,7 @@ import numpy as np
 
 from maskcli.core.errors import InputError, ModelError, where
 from maskcli.core.masks import compute_mask, default_mode
-from maskcli.keras.feed import is_mask_input
+from maskcli.keras.feed import is_mask_input, shape_mismatch
 from maskcli.keras.models import ARCHS
 from maskcli.keras.trace.graph import all_layers, is_int_dtype, keras_module, model_graph, reached
 
@@ -130,11 +130,8 @@ def check_named_fits(model, arrays: dict[str, np.ndarray], source: str) -> None:
 
 
 def _check_input(graph, ref, inputs: np.ndarray, source: str) -> None:
-    expected = tuple(ref.shape)
-    fits = inputs.ndim == len(expected) and all(
-        want is None or want == got for want, got in zip(expected[1:], inputs.shape[1:]))
-    if not fits:
-        wanted = "(" + ", ".join("n" if d is None else str(d) for d in expected) + ")"
+    wanted = shape_mismatch(inputs, tuple(ref.shape))
+    if wanted:
         raise InputError(f"{source}: data of shape {inputs.shape} does not fit the model's input "
                          f"'{ref.name}' of shape {wanted}: give data of that shape, or omit INPUT "
                          "to trace on a synthetic batch")
