@@ -29,6 +29,9 @@ from maskcli.core.errors import UsageError
               help="Write the mask as 1/0 int64 (Hugging Face attention_mask) instead of booleans.")
 @click.option("--rows", type=click.IntRange(min=0), default=20, show_default=True,
               help="How many sequences the grid shows.")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
+              help="Also show how batches of B weigh the real tokens (Keras normalizes a "
+                   "masked loss per batch), and the padding that sorting by length saves.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any diagnostic fires (for CI).")
 @click.option("--svg", type=click.Path(dir_okay=False), metavar="FILE",
               help="Save the display as an SVG image.")
@@ -37,7 +40,7 @@ from maskcli.core.errors import UsageError
                    "inspect, with its own mask and pad value. [default: the first]")
 @click.pass_context
 def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as_int, rows,
-                         strict, svg, field):
+                         batch_size, strict, svg, field):
     """Build the mask Keras would build from padded data, show it and diagnose it.
 
     \b
@@ -46,6 +49,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     maskcli inspect-mask features.npy --mode masking --mask-value -1
     maskcli inspect-mask padded.npz -o mask.npy --polarity ignore
     maskcli inspect-mask padded.npz --format json --strict > report.json
+    maskcli inspect-mask padded.npz --batch-size 32   # token weights in batches of 32
 
     The mask is True at REAL steps (Keras' polarity) unless --polarity ignore.
     Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
@@ -71,7 +75,8 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     for target in targets:
         refuse_overwrite(target, input)
 
-    report = inspect_mask(load_padded(input, field=field), mode=mode, mask_value=mask_value)
+    report = inspect_mask(load_padded(input, field=field), mode=mode, mask_value=mask_value,
+                          batch_size=batch_size)
     written = with_polarity(report.mask, polarity, as_int)
     if output:
         with atomic_output(output) as handle:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskcli.core.batching import BatchWeighting, batch_weighting
 from maskcli.core.errors import InputError
 from maskcli.core.masks import compute_mask, default_mode, parse_value, step_mask
 from maskcli.core.padded import Padded, check_mask
@@ -90,6 +91,7 @@ class MaskReport:
     lengths: np.ndarray
     summary: Summary
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    batch_weighting: BatchWeighting | None = None  # with a batch size only
 
     @property
     def real(self) -> np.ndarray:
@@ -101,23 +103,28 @@ class MaskReport:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (the schema of ``inspect-mask --format json``)."""
-        return {"source": self.source, "shape": list(self.shape), "dtype": self.dtype,
-                "mask_source": self.mask_source, "mode": self.mode,
-                "mask_value": json_value(self.mask_value),
-                "summary": self.summary.to_dict(),
-                "diagnostics": [d.to_dict() for d in self.diagnostics],
-                "lengths": self.lengths.tolist()}
+        report = {"source": self.source, "shape": list(self.shape), "dtype": self.dtype,
+                  "mask_source": self.mask_source, "mode": self.mode,
+                  "mask_value": json_value(self.mask_value),
+                  "summary": self.summary.to_dict(),
+                  "diagnostics": [d.to_dict() for d in self.diagnostics]}
+        if self.batch_weighting is not None:
+            report["batch_weighting"] = self.batch_weighting.to_dict()
+        report["lengths"] = self.lengths.tolist()
+        return report
 
 
 def inspect_mask(data, *, mode: str | None = None, mask_value=None,
-                 mask: np.ndarray | None = None) -> MaskReport:
+                 mask: np.ndarray | None = None, batch_size: int | None = None) -> MaskReport:
     """Build the mask of padded data, summarise it and diagnose it.
 
     ``data`` is a :class:`~maskcli.core.padded.Padded` (as read from a file
     by :func:`maskcli.formats.arrays.load_padded`) or an array of padded inputs. ``mask`` is
     a mask recorded with the data (as an npz's ``mask``); it is the mask in
     effect unless ``mode`` is given. ``mask_value`` defaults to the pad value
-    recorded in the npz ``meta``, else 0.
+    recorded in the npz ``meta``, else 0. With ``batch_size``, the report also
+    says how batches of that size weigh the real tokens
+    (:mod:`maskcli.core.batching`).
 
     >>> report = inspect_mask(np.array([[5, 0, 3, 0]]))
     >>> report.lengths.tolist(), [d.id for d in report.diagnostics]
@@ -154,8 +161,9 @@ def inspect_mask(data, *, mode: str | None = None, mask_value=None,
         _mixed_padding_sides(sides),
         _mask_mismatch(recorded, value_mask, value_mode, value),
     ) if d is not None]
+    weighting = None if batch_size is None else batch_weighting(lengths, batch_size)
     return MaskReport(padded.source, tuple(inputs.shape), str(inputs.dtype), effective,
-                      mask_source, value_mode, value, lengths, summary, diagnostics)
+                      mask_source, value_mode, value, lengths, summary, diagnostics, weighting)
 
 
 def _as_padded(data, mask) -> Padded:

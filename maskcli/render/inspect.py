@@ -75,7 +75,30 @@ def _summary(report: MaskReport) -> Table:
     table.add_row("lengths",
                   f"min {s.min_length} · median {s.median_length:g} · max {s.max_length}")
     table.add_row("padding side", s.padding_side)
+    weighting = report.batch_weighting
+    if weighting is not None:
+        # Each batch padded to its own longest sequence, in this order and sorted by length.
+        table.add_row(f"batches of {weighting.batch_size}", _weights(weighting))
+        table.add_row("sorted by length",
+                      f"padding {weighting.padded_fraction_sorted:.1%} instead of "
+                      f"{weighting.padded_fraction_in_order:.1%} · spread "
+                      f"{_ratio(weighting.spread_sorted)}")
     return table
+
+
+def _weights(weighting) -> str:
+    """The real tokens' weights under per-batch normalization (1 = the token mean)."""
+    if weighting.spread is None:
+        return f"{weighting.batches} batches, no real token"
+    return (f"{weighting.batches} batches · token weights {weighting.weight_min:.3g} to "
+            f"{weighting.weight_max:.3g} · spread {_ratio(weighting.spread)}")
+
+
+def _ratio(value) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:.3g}"
+    return text if "." in text or "e" in text else f"{text}.0"
 
 
 def _grid(report: MaskReport, rows: int, width: int) -> Group:
