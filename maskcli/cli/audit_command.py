@@ -54,6 +54,20 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
               help="Seed of the built-in model's weights, the synthetic targets and training.")
 @click.option("--train-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Train this many steps on the batch before auditing.")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
+              help="Run every model call in batches of B (memory bounded by B) and add the "
+                   "batch-weighting check. Default: one batch, unless that exceeds the "
+                   "memory budget.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
+              help="Audit the first N sequences only (the input is not read whole).")
+@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+              help="Audit a random sample of N sequences, drawn with --seed (a file, "
+                   "not standard input).")
+@click.option("--strict", is_flag=True,
+              help="A warning (batch-weighting) fails the audit: exit 1.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar (shown on standard error when it is a terminal and the "
+                   "audit takes over 2 seconds).")
 @click.option("--per-sample", is_flag=True, help="Add one row per sequence: length, "
                                                  "masked loss, unmasked loss.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]),
@@ -62,11 +76,13 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
 @click.pass_context
 def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output, mask_path, mode,
                mask_value, target_pad, targets_path, model_path, arch, unsafe, imports, loss,
-               units, seed, train_steps, per_sample, fmt, verbose):
+               units, seed, train_steps, batch_size, limit, sample, strict, quiet, per_sample,
+               fmt, verbose):
     """Prove that padding is ignored by a Keras model's loss, or show where it leaks.
 
     Runs a real Keras model on the padded batch and checks loss-parity,
-    target-invariance, padding-gradient, forward-invariance and metric-parity.
+    target-invariance, padding-gradient, forward-invariance and metric-parity;
+    with --batch-size, in batches as training runs, plus batch-weighting.
     INPUT (default '-', standard input) is an npz from 'maskcli pad', an npz
     whose arrays are named after the model's inputs, an npy or a jsonl.
 
@@ -77,8 +93,10 @@ def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output,
     maskcli audit-loss padded.npz --model model.keras --targets y.npy --import layers.py
     maskcli audit-loss x.npy --targets y.npy --target-pad -100 --model tagger.keras
     maskcli audit-loss batch.npz --model bert_tagger.keras --sample-weight mask
+    maskcli audit-loss big.npz --batch-size 256 --sample 2000   # as training batches it
 
-    Exit status: 0 padding ignored, 1 padding leaks, 2 usage or input error.
+    Exit status: 0 padding ignored, 1 padding leaks (or a warning with
+    --strict), 2 usage or input error.
     """
     import warnings
 
@@ -89,18 +107,31 @@ def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output,
     if unsafe and model_path:
         click.echo(f"Warning: --unsafe: loading {model_path} may run code stored in it; "
                    "use it only for files you trust", err=True)
-    with warnings.catch_warnings():
-        if not verbose:
-            warnings.simplefilter("ignore")
-        report = audit_files(
-            input_path, mask_path=mask_path, mode=mode, mask_value=mask_value,
-            target_pad=target_pad, targets_path=targets_path, model_path=model_path, arch=arch,
-            unsafe=unsafe, imports=imports, loss=loss, units=units, seed=seed,
-            train_steps=train_steps, per_sample=per_sample, verbose=verbose,
-            named_inputs=named_inputs, sample_weight=sample_weight, output=output,
-            mask_input=mask_input)
+    bar = None
+    if not quiet and sys.stderr.isatty():  # never on a pipe
+        from maskcli.render.progress import BatchBar
+
+        bar = BatchBar()
+    try:
+        with warnings.catch_warnings():
+            if not verbose:
+                warnings.simplefilter("ignore")
+            report = audit_files(
+                input_path, mask_path=mask_path, mode=mode, mask_value=mask_value,
+                target_pad=target_pad, targets_path=targets_path, model_path=model_path,
+                arch=arch, unsafe=unsafe, imports=imports, loss=loss, units=units, seed=seed,
+                train_steps=train_steps, per_sample=per_sample, verbose=verbose,
+                named_inputs=named_inputs, sample_weight=sample_weight, output=output,
+                mask_input=mask_input, batch_size=batch_size, limit=limit, sample=sample,
+                strict=strict, progress=bar)
+    finally:
+        if bar:
+            bar.close()
     if fmt == "json":
         click.echo(report.to_json())
+        for check in report.checks:
+            if check.status == "warn":
+                click.echo(f"warning: {check.id}: {check.detail}", err=True)
     else:
         from maskcli.render.audit import render_report
 

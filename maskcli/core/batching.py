@@ -42,11 +42,12 @@ def check_batch_size(batch_size: int) -> None:
 
 def token_weights(lengths, batch_size: int) -> np.ndarray:
     """The weight of each real token of each sequence, relative to the token
-    mean, when ``lengths`` (real steps per sequence, in order) fall into
+    mean, when ``lengths`` (real steps per sequence, in order; or the sum of
+    their sample weights, for a loss that divides by the weights) fall into
     consecutive batches of ``batch_size``: one value per sequence, NaN for a
     sequence with no real step (it has no token to weigh)."""
     check_batch_size(batch_size)
-    lengths = np.asarray(lengths, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.float64)
     count = len(lengths)
     if count == 0:
         return np.zeros(0)
@@ -56,7 +57,7 @@ def token_weights(lengths, batch_size: int) -> np.ndarray:
     total = float(lengths.sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         per_batch = total * rows_per_batch / (count * real_per_batch)
-    weights = np.repeat(per_batch, rows_per_batch.astype(np.int64))
+    weights = np.repeat(per_batch, rows_per_batch.astype(np.int64))  # one per sequence
     weights[lengths == 0] = np.nan
     return weights
 
@@ -104,22 +105,26 @@ class BatchWeighting:
                 "spread_sorted": self.spread_sorted}
 
 
-def batch_weighting(lengths, batch_size: int) -> BatchWeighting:
+def batch_weighting(lengths, batch_size: int, divisors=None) -> BatchWeighting:
     """Summarise :func:`token_weights` for ``lengths`` in batches of ``batch_size``.
+    ``divisors``: what each sequence adds to its batch's divisor when that is
+    not its length (the sum of its sample weights); the padding still counts
+    ``lengths``.
 
     >>> w = batch_weighting([1, 4], 1)
     >>> w.weight_max, w.weight_min, w.spread
     (2.5, 0.625, 4.0)
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    low, high, spread = _extremes(token_weights(lengths, batch_size))
-    ordered = np.sort(lengths, kind="stable")
+    divisors = lengths if divisors is None else np.asarray(divisors, dtype=np.float64)
+    low, high, spread = _extremes(token_weights(divisors, batch_size))
+    order = np.argsort(lengths, kind="stable")
     return BatchWeighting(
         batch_size=int(batch_size), batches=len(batch_slices(len(lengths), batch_size)),
         weight_min=low, weight_max=high, spread=spread,
         padded_fraction_in_order=batch_padded_fraction(lengths, batch_size),
-        padded_fraction_sorted=batch_padded_fraction(ordered, batch_size),
-        spread_sorted=_extremes(token_weights(ordered, batch_size))[2])
+        padded_fraction_sorted=batch_padded_fraction(lengths[order], batch_size),
+        spread_sorted=_extremes(token_weights(divisors[order], batch_size))[2])
 
 
 def _extremes(weights: np.ndarray) -> tuple[float | None, float | None, float | None]:

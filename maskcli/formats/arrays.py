@@ -160,9 +160,10 @@ def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarr
                      f"save the array under the name '{key}'")
 
 
-def named_input_files(texts) -> dict[str, np.ndarray]:
+def named_input_files(texts, load: bool = True) -> dict:
     """``--input NAME=FILE[:ARRAY]`` options -> {NAME: array}. An npz gives
-    its array ARRAY, by default the one named NAME (or its only array)."""
+    its array ARRAY, by default the one named NAME (or its only array).
+    ``load=False``: {NAME: "FILE[:ARRAY]"}, checked but not read."""
     arrays = {}
     for text in texts:
         name, equals, spec = text.partition("=")
@@ -171,6 +172,9 @@ def named_input_files(texts) -> dict[str, np.ndarray]:
                              "e.g. --input segment_ids=segments.npy")
         if name in arrays:
             raise UsageError(f"--input {name} is given twice: give each input once")
+        if not load:
+            arrays[name] = spec
+            continue
         path, key = split_array_spec(spec)
         arrays[name] = load_array(path, key=key or name)
     return arrays

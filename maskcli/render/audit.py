@@ -15,7 +15,7 @@ from rich.text import Text
 from maskcli.keras.audit import AuditReport, Check
 
 _STATUS = {"pass": ("pass", "green"), "fail": ("FAIL", "bold red"),
-           "skipped": ("skipped", "yellow")}
+           "skipped": ("skipped", "yellow"), "warn": ("WARN", "bold yellow")}
 
 
 def render_report(report: AuditReport, console: Console | None = None) -> None:
@@ -56,6 +56,10 @@ def _rows(check: Check):
 def _verdict(report: AuditReport) -> Text:
     scope = (f"{report.real_steps} real of {report.steps} steps in {report.sequences} "
              f"sequences; rtol {report.rtol:.1e}")
+    if report.batch_size is not None and report.batches > 1:
+        scope += f"; {report.batches} batches of {report.batch_size}"
+    if report.selection is not None:
+        scope += f"; audited {report.selection['text']}"
     if report.verdict == "ignored":
         text = Text("padding ignored", style="bold green")
         text.append(f": every applicable check passes ({scope}).", style="")
@@ -63,6 +67,9 @@ def _verdict(report: AuditReport) -> Text:
         text = Text("padding leaks", style="bold red")
         text.append(f": {', '.join(report.failed)} failed ({scope}).\nLikely cause: "
                     f"{report.cause}.", style="")
+    for check_id in report.warned:
+        text.append(f"\nWarning: {check_id} (see its detail above); it fails the audit with "
+                    "--strict.", style="yellow")
     for note in report.notes:
         text.append(f"\nNote: {note}.", style="")
     versions = ", ".join(f"{name} {version}" for name, version in report.versions.items())

@@ -10,7 +10,8 @@ import numpy as np
 
 from maskcli.core.errors import ModelError
 from maskcli.core.extend import pre_padded_rows, real_part
-from maskcli.keras import feed, models
+from maskcli.keras import models
+from maskcli.keras.audit import batched
 from maskcli.keras.audit.report import Check
 from maskcli.keras.audit.values import close, max_diff, metric_value, show
 from maskcli.keras.audit.weights import step_weights
@@ -51,7 +52,8 @@ def target_invariance(run: AuditRun) -> Check:
     if run.target_padded:
         return Check("target-invariance", "skipped", detail=run.target_padded)
     padded = ~run.mask
-    base = _loss_with(run, run.y)
+    base_batches = _losses_with(run, run.y)
+    base = batched.combine(base_batches, run.slices)
     if run.spec.kind == "sparse_categorical_crossentropy":
         changed = run.y.copy()
         changed[padded] = (changed[padded] + 1) % run.out.shape[-1]
@@ -60,9 +62,12 @@ def target_invariance(run: AuditRun) -> Check:
         changed = run.y.astype(np.float32)
         changed[padded] = LARGE_TARGET
         probe = f"{LARGE_TARGET:g}"
-    large = _loss_with(run, changed)
-    ok = close(large, base, run.rtol)
+    large_batches = _losses_with(run, changed)
+    large = batched.combine(large_batches, run.slices)
+    ok = all(close(a, b, run.rtol) for a, b in zip(large_batches, base_batches))
     detail = f"padded targets set to {probe}: {show(large)} (as given: {show(base)})"
+    if len(run.slices) > 1:
+        detail += f", compared in each of {len(run.slices)} batches"
     if run.nonfinite_padded_targets:
         ok = False
         detail += (f"; the targets hold NaN or inf at {run.nonfinite_padded_targets} "
@@ -70,7 +75,7 @@ def target_invariance(run: AuditRun) -> Check:
     elif run.spec.kind != "sparse_categorical_crossentropy":
         nan_targets = run.y.astype(np.float32)
         nan_targets[padded] = np.nan
-        nan_loss = _loss_with(run, nan_targets)
+        nan_loss = batched.combine(_losses_with(run, nan_targets), run.slices)
         detail += f"; set to NaN: {show(nan_loss)}"
         if not close(nan_loss, base, run.rtol):
             # Keras' own behaviour (the mask multiplies), not a leak of these targets.
@@ -78,21 +83,20 @@ def target_invariance(run: AuditRun) -> Check:
     return Check("target-invariance", "pass" if ok else "fail", large, base, detail)
 
 
-def _loss_with(run: AuditRun, y) -> float:
-    """Keras' compiled loss for targets ``y`` on the model's output and its mask."""
+def _losses_with(run: AuditRun, y) -> np.ndarray:
+    """Keras' compiled loss for targets ``y`` on the model's output and its mask,
+    one value per batch."""
     try:
-        return models.compiled_loss(run.model, y, run.out, run.out_mask, run.keras_weights)
+        return batched.batch_losses(run.model, y, run.out, run.out_mask, run.slices,
+                                    run.keras_weights)
     except Exception as exc:  # a custom loss may refuse odd targets
         raise ModelError(f"the loss of {run.label} failed on probe targets: "
                          f"{models.first_line(exc)}") from None
 
 
 def padding_gradient(run: AuditRun) -> Check:
-    grad = models.compiled_loss_gradient(run.model, run.y, run.out, run.out_mask,
-                                         run.keras_weights)
-    grad = np.abs(grad.reshape(run.mask.shape + (-1,)))
-    at_padded = float(grad[~run.mask].max())
-    at_real = float(grad[run.mask].max())
+    at_padded, at_real = batched.gradient_extremes(run.model, run.y, run.out, run.out_mask,
+                                                   run.mask, run.slices, run.keras_weights)
     ok = at_padded == 0.0  # a mask multiplies: anything but an exact 0 is a leak
     detail = (f"max |d loss / d y_pred| over {int((~run.mask).sum())} padded steps "
               f"(at real steps: {at_real:.3g})")
@@ -113,12 +117,16 @@ def forward_invariance(run: AuditRun) -> Check:
     for padding in batch.per_step.values():
         usable &= padding.any(axis=1)
     rows = np.flatnonzero(usable)
+    forward = batched.Forward(model, run.batching.size, batched.Stage(
+        run.progress, "forward-invariance", _calls(run, rows, model is run.model)))
     try:
-        if model is not run.model and not _same(run_model(model, run.inputs), run.out):
+        if model is not run.model and not _same(forward(run.inputs)[0], run.out):
             return Check("forward-invariance", "skipped", detail=(
                 f"{reason}, but the rebuilt model's outputs differ from the original's"))
-        alone = _trimmed_alone_diff(run, model, rows)
-        extended, sides = _extra_padding_diff(run, model, rows)
+        alone = _trimmed_alone_diff(run, forward, rows)
+        extended, sides = _extra_padding_diff(run, forward, rows)
+        if run.batching.size:
+            batched.settle(model, run.inputs)
     except Exception as exc:  # a layer may insist on the original length
         fixed = f"{reason.split(':')[0]} and" if reason else "the model"
         return Check("forward-invariance", "skipped", detail=(
@@ -138,18 +146,29 @@ def forward_invariance(run: AuditRun) -> Check:
     return Check("forward-invariance", "pass" if ok else "fail", worst, 0.0, detail)
 
 
+def _calls(run: AuditRun, rows, same_model: bool) -> int:
+    """How many batches forward-invariance runs: the trimmed groups (one per
+    distinct set of lengths), the extended batch, and the rebuilt model's check."""
+    size, whole = run.batching.size, batched.batch_count(run.batch.sequences, run.batching.size)
+    lengths = [padding.sum(axis=1)[rows] for padding in run.batch.per_step.values()]
+    groups = (np.unique(np.stack(lengths, axis=1), axis=0, return_counts=True)[1]
+              if lengths and len(rows) else [len(rows)])
+    checks = 1 if same_model else 2  # the rebuilt model is first run on the batch itself
+    return sum(batched.batch_count(int(n), size) for n in groups) + whole * checks
+
+
 def _same(a, b) -> bool:
     return a.shape == b.shape and np.allclose(a, b, rtol=FORWARD_RTOL,
                                               atol=FORWARD_RTOL, equal_nan=True)
 
 
-def _trimmed_alone_diff(run: AuditRun, model, rows) -> float:
+def _trimmed_alone_diff(run: AuditRun, forward, rows) -> float:
     """Each sequence run alone, every per-step input trimmed to its real steps
     (one call per distinct set of lengths), against its outputs in the batch."""
     worst = 0.0
     driver = run.batch.paddings.get(run.driver) if run.time_axis else None
     for group, arrays in run.batch.trimmed_groups(rows):
-        alone = run_model(model, run.batch.model_inputs(arrays))
+        alone = forward(run.batch.model_inputs(arrays))[0]
         for out, i in zip(alone, group):
             if run.time_axis:
                 # the output's step j is the driving input's j-th real step
@@ -161,9 +180,9 @@ def _trimmed_alone_diff(run: AuditRun, model, rows) -> float:
     return worst
 
 
-def _extra_padding_diff(run: AuditRun, model, rows) -> tuple[float, str]:
+def _extra_padding_diff(run: AuditRun, forward, rows) -> tuple[float, str]:
     arrays, offsets = run.batch.extended(EXTRA_PADDING)
-    out = run_model(model, run.batch.model_inputs(arrays))
+    out = forward(run.batch.model_inputs(arrays))[0]
     worst = 0.0
     for i in rows:
         if run.time_axis:
@@ -182,19 +201,15 @@ def metric_parity(run: AuditRun) -> Check:
     if not metrics:
         return Check("metric-parity", "skipped", detail="the model has no compiled metric")
     w_ref = run.weights
-    if run.time_axis:
-        y_ref, p_ref = run.y[run.mask][None], run.out[run.mask][None]
-        if w_ref is not None:
-            w_ref = step_weights(w_ref, run.mask)[run.mask][None].astype(np.float32)
-    else:
-        y_ref, p_ref = run.y, run.out
     weighted = models.weighted_metric_ids(run.model) if w_ref is not None else set()
     values, references, parts, ok = {}, {}, [], True
     for metric in metrics:
         keras_value = metric_value(metric.result())
         metric.reset_state()
-        # Keras weighs only the metrics compiled as weighted_metrics=.
-        metric.update_state(y_ref, p_ref, sample_weight=w_ref if id(metric) in weighted else None)
+        for y_ref, p_ref, w_part in _metric_batches(run):  # batch by batch, as evaluate
+            # Keras weighs only the metrics compiled as weighted_metrics=.
+            metric.update_state(y_ref, p_ref,
+                                sample_weight=w_part if id(metric) in weighted else None)
         reference = metric_value(metric.result())
         values[metric.name], references[metric.name] = keras_value, reference
         same = np.allclose(keras_value, reference, rtol=run.rtol, atol=0, equal_nan=False)
@@ -216,6 +231,21 @@ def metric_parity(run: AuditRun) -> Check:
     return Check("metric-parity", "pass" if ok else "fail", values, references, detail)
 
 
-def run_model(model, inputs) -> np.ndarray:
-    """The model's output on ``inputs`` (an array, list or dict), as numpy."""
-    return np.asarray(feed.run_model(model, inputs))
+def _metric_batches(run: AuditRun):
+    """(targets, outputs, weights) of each batch for the reference metrics: its
+    real steps alone. Mean-style metrics average per sample: the real steps of
+    the one batch are one sample, of several batches one sample each, so that
+    the mean runs over steps, as Keras' does."""
+    weights = run.weights
+    if run.time_axis and weights is not None:
+        weights = step_weights(weights, run.mask).astype(np.float32)
+    alone = (lambda a: a[None]) if len(run.slices) == 1 else (lambda a: a[:, None])
+    for part in run.slices:
+        w_part = None if weights is None else weights[part]
+        if not run.time_axis:
+            yield run.y[part], run.out[part], w_part
+            continue
+        real = run.mask[part]
+        if real.any():
+            yield (alone(run.y[part][real]), alone(run.out[part][real]),
+                   None if w_part is None else alone(w_part[real]))

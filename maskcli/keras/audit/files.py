@@ -16,6 +16,14 @@ from maskcli.formats.arrays import (
     split_array_spec,
 )
 from maskcli.formats.model_files import check_model_file
+from maskcli.formats.sampling import (
+    Part,
+    Selection,
+    load_array_part,
+    load_npz_part,
+    load_padded_part,
+    start_part,
+)
 from maskcli.keras import feed, models
 from maskcli.keras.audit.batch import parse_target_pad
 from maskcli.keras.audit.report import AuditReport
@@ -30,7 +38,9 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                 imports=(), loss: str | None = None, units: int | None = None, seed: int = 0,
                 train_steps: int = 0, per_sample: bool = False, verbose: bool = False,
                 named_inputs=(), sample_weight: str | None = None, output: str | None = None,
-                mask_input: str | None = None) -> AuditReport:
+                mask_input: str | None = None, batch_size: int | None = None,
+                limit: int | None = None, sample: int | None = None, strict: bool = False,
+                progress=None) -> AuditReport:
     """``audit_loss`` on files, as ``maskcli audit-loss`` runs it.
 
     The reference mask comes from ``mask_path``, else the npz ``mask``, else
@@ -40,6 +50,10 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     one model input; ``input_path`` None reads no INPUT (all inputs given so).
     ``sample_weight``: a file (npy, npz ``sample_weight``, jsonl) or ``mask``;
     without it, the ``sample_weight`` array of INPUT or of the targets npz.
+    ``limit`` audits the first sequences, ``sample`` a random sample drawn
+    with ``seed``: every file is then read in part, cut to the same rows
+    (:mod:`maskcli.formats.sampling`). ``batch_size``, ``strict`` and
+    ``progress`` are ``audit_loss``'s.
     """
     derive = mode is not None or mask_value is not None
     if unsafe and not model_path:
@@ -54,14 +68,16 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                          "and --mask-value")
     if input_path is None and not named_inputs:
         input_path = "-"
-    padded = load_padded(input_path, named=True) if input_path is not None else None
-    given = named_input_files(named_inputs)
+    selection = Selection(limit, sample, seed)
+    files = _Files(selection)
+    padded = files.padded(input_path) if input_path is not None else None
+    given = files.named_inputs(named_inputs)
     source = padded.source if padded is not None else "the --input files"
     pad_value = (parse_value(mask_value, "--mask-value") if mask_value is not None
                  else padded.numeric_pad_value("--mask-value") if padded is not None else None)
     pad_value = 0 if pad_value is None else pad_value
-    targets = _targets(targets_path, padded)
-    weights = _weights(sample_weight, padded, targets_path)
+    targets = _targets(targets_path, padded, files)
+    weights = _weights(sample_weight, padded, targets_path, files)
 
     model = None
     if model_path:
@@ -80,7 +96,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                          "(--mask-value): drop --mode")
     mask = None
     if mask_path:
-        mask = _array_file(mask_path, "mask")
+        mask = files.array(mask_path, "mask", f"the mask {mask_path}")
         if not several:
             mask = check_mask(mask_path, mask, _one(inputs))
     elif derive and not several:
@@ -89,7 +105,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
         mask = file_mask
     pad_values = ({name: _pad_value(padded, name, mask_value, pad_value) for name in inputs}
                   if isinstance(inputs, dict) else None)
-    return audit_loss(inputs, mask=mask, targets=targets,
+    report = audit_loss(inputs, mask=mask, targets=targets,
                       target_pad=None if target_pad is None else parse_target_pad(target_pad),
                       model=model, arch=arch, loss=loss, units=units, seed=seed,
                       train_steps=train_steps, per_sample=per_sample, pad_value=pad_value,
@@ -101,7 +117,52 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                       sample_weight=weights[0], sample_weight_label=weights[1], output=output,
                       mask_input=mask_input, pad_values=pad_values,
                       recorded_masks=_recorded_masks(padded) if several else None,
-                      file_mask=file_mask if several else None)
+                      file_mask=file_mask if several else None,
+                      batch_size=batch_size, strict=strict,
+                      **({"progress": progress} if progress else {}))
+    if files.part is not None:
+        part = files.part
+        report.selection = {"method": "sample" if sample is not None else "first",
+                            "sequences": len(part.rows), "total": part.total,
+                            "seed": seed if sample is not None else None,
+                            "text": part.describe()}
+    return report
+
+
+class _Files:
+    """Reads every file of an audit: whole, or (with --limit/--sample) the
+    rows the first file chose, from each file alike."""
+
+    def __init__(self, selection: Selection):
+        self.selection = selection
+        self.part: Part | None = None
+
+    def padded(self, path: str) -> Padded:
+        if not self.selection.active:
+            return load_padded(path, named=True)
+        self.part = load_padded_part(path, self.selection, named=True)
+        return self.part.padded
+
+    def array(self, path: str, key: str, label: str):
+        """An array file (``FILE.npz:ARRAY`` picks an npz array; default ``key``)."""
+        path, array = split_array_spec(path)
+        if not self.selection.active:
+            return load_array(path, key=array or key)
+        if self.part is None:  # no INPUT: the first --input file chooses the rows
+            values, self.part = start_part(path, array or key, self.selection)
+            return values
+        return load_array_part(path, self.part, array or key, label)
+
+    def named_inputs(self, texts) -> dict:
+        if not self.selection.active:
+            return named_input_files(texts)
+        parsed = named_input_files(texts, load=False)
+        return {name: self.array(spec, name, f"--input {name}") for name, spec in parsed.items()}
+
+    def npz_arrays(self, path: str) -> dict:
+        if not self.selection.active or self.part is None:
+            return npz_arrays(path)
+        return load_npz_part(path, self.part, path)
 
 
 def _targets_label(targets_path: str, padded: Padded | None, source: str) -> str:
@@ -114,7 +175,7 @@ def _one(inputs):
     return next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
 
 
-def _targets(targets_path: str | None, padded: Padded | None):
+def _targets(targets_path: str | None, padded: Padded | None, files: _Files):
     """The targets: a file, an array of INPUT named by ``--targets NAME`` (such
     as the ``labels`` field of ``maskcli pad --field input_ids --field labels``),
     else INPUT's ``targets`` array, else None (synthetic targets)."""
@@ -126,27 +187,23 @@ def _targets(targets_path: str | None, padded: Padded | None):
                          f"{padded.source} (it has: {', '.join(sorted(extra))}): "
                          "give a targets file or the name of one of those arrays")
     if targets_path:
-        return _array_file(targets_path, "targets")
+        return files.array(targets_path, "targets", f"targets {targets_path}")
     return extra.get("targets")
 
 
-def _array_file(text: str, key: str):
-    """An array file (``FILE.npz:ARRAY`` picks an npz array; default ``key``)."""
-    path, array = split_array_spec(text)
-    return load_array(path, key=array or key)
-
-
-def _weights(option: str | None, padded: Padded | None, targets_path: str | None):
+def _weights(option: str | None, padded: Padded | None, targets_path: str | None,
+             files: _Files):
     """The sample weights and how messages name them."""
     if option == MASK:
         return MASK, "--sample-weight mask"
     if option:
-        return _array_file(option, "sample_weight"), f"--sample-weight {option}"
+        return (files.array(option, "sample_weight", f"--sample-weight {option}"),
+                f"--sample-weight {option}")
     if padded is not None and "sample_weight" in padded.extra:
         return padded.extra["sample_weight"], f"the sample_weight in {padded.source}"
     path = split_array_spec(targets_path)[0] if targets_path else ""
     if path.lower().endswith(".npz"):
-        weights = npz_arrays(path).get("sample_weight")
+        weights = files.npz_arrays(path).get("sample_weight")
         if weights is not None:
             return weights, f"the sample_weight in {path}"
     return None, "sample weights"

@@ -10,7 +10,8 @@ from maskcli.keras.audit.values import finite
 
 @dataclass
 class Check:
-    """One check of the audit. ``status`` is pass, fail or skipped."""
+    """One check of the audit. ``status`` is pass, fail, skipped, or warn (a
+    finding that fails the audit only with ``--strict``)."""
 
     id: str
     status: str
@@ -41,10 +42,22 @@ class AuditReport:
     # The padding-removed reference, also for built-in losses (where it must
     # equal masked_loss): the same loss on the real steps alone.
     removed_loss: float | None = None
+    # Batches: the size (None: one batch of everything), their number, and
+    # whether the memory budget chose them rather than --batch-size.
+    batch_size: int | None = None
+    batches: int = 1
+    batch_size_auto: bool = False
+    # A part of the input (--limit, --sample): {"method", "sequences", "total",
+    # "seed", "text"}; None when every sequence was read.
+    selection: dict | None = None
 
     @property
     def failed(self) -> list[str]:
         return [check.id for check in self.checks if check.status == "fail"]
+
+    @property
+    def warned(self) -> list[str]:
+        return [check.id for check in self.checks if check.status == "warn"]
 
     @property
     def exit_code(self) -> int:
@@ -55,7 +68,7 @@ class AuditReport:
 
     def to_dict(self) -> dict:
         """The JSON report. NaN and infinities become null (JSON has neither)."""
-        return finite({
+        report = {
             "verdict": self.verdict,
             "loss": self.loss,
             "keras_loss": self.keras_loss,
@@ -72,7 +85,13 @@ class AuditReport:
             "sequences": self.sequences,
             "steps": self.steps,
             "real_steps": self.real_steps,
-        })
+        }
+        if self.batch_size is not None:  # keys that appear only when batched or sampled
+            report["batching"] = {"batch_size": self.batch_size, "batches": self.batches,
+                                  "auto": self.batch_size_auto}
+        if self.selection is not None:
+            report["selection"] = self.selection
+        return finite(report)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

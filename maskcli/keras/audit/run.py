@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskcli.core.batching import check_batch_size
 from maskcli.core.errors import InputError, ModelError, UsageError
 from maskcli.core.masks import step_mask
 from maskcli.keras import feed, models
-from maskcli.keras.audit import checks
+from maskcli.keras.audit import batched, checks, weighting
 from maskcli.keras.audit.batch import (
     boolean_mask,
     checked_inputs,
@@ -19,7 +20,7 @@ from maskcli.keras.audit.batch import (
 )
 from maskcli.keras.audit.cause import likely_cause
 from maskcli.keras.audit.inputs import Batch, named_batch, reference_for_output
-from maskcli.keras.audit.prepare import built_in_model, eager, user_model
+from maskcli.keras.audit.prepare import built_in_model, user_model
 from maskcli.keras.audit.reference import loss_rtol, loss_spec, reduced, spec_per_step
 from maskcli.keras.audit.report import AuditReport, Check
 from maskcli.keras.audit.values import finite_steps, show
@@ -39,7 +40,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                sample_weight=None, sample_weight_label: str = "sample weights",
                output: str | None = None, mask_input: str | None = None,
                pad_values: dict | None = None, recorded_masks: dict | None = None,
-               file_mask=None) -> AuditReport:
+               file_mask=None, batch_size: int | None = None, strict: bool = False,
+               progress: batched.Progress = batched.no_progress) -> AuditReport:
     """Audit whether ``model``'s loss ignores the padding of ``inputs``.
 
     ``inputs`` is an array, or for a model with several inputs a dict (by
@@ -54,12 +56,18 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     model (compiled or not; ``output`` picks one of several outputs); without
     it the built-in ``arch`` is built. Without ``targets``, synthetic ones
     from ``seed`` are used; messages call them ``targets_label``.
-    ``train_steps`` trains ``model`` in place before the audit. For example
+    ``train_steps`` trains ``model`` in place before the audit. ``batch_size``
+    runs every model call in batches of that size (every input, the targets
+    and the weights cut alike) and adds the batch-weighting check (``strict``:
+    its warning fails the audit); ``progress(what, done, total)`` hears of
+    each batch. For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
     if train_steps < 0:
         raise UsageError(f"--train-steps must be 0 or more, got {train_steps}")
+    if batch_size is not None:
+        check_batch_size(batch_size)
     if model is not None and arch is not None:
         raise UsageError("--arch and --model both name a model: give one of them")
     spec = feed.model_inputs(model) if model is not None else None
@@ -120,13 +128,16 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
             if targets is None:
                 raise UsageError("--target-pad needs the targets: give --targets FILE")
             given = target_padding_mask(targets, target_pad, targets_label)
+    steps = max((array.shape[1] for array in batch.arrays.values() if array.ndim >= 2),
+                default=1)
+    batching = batched.plan(batch.sequences, steps, batch_size)
     with models.full_float32():
         audit = AuditRun(model, label, spec_loss, batch, real, source, target_padded,
-                         given=given, file_mask=file_mask)
+                         given=given, file_mask=file_mask, batching=batching, progress=progress)
         audit.set_weights(sample_weight, sample_weight_label)
         audit.set_targets(targets, seed, targets_label)
         audit.train(train_steps)
-        return audit.report(per_sample)
+        return audit.report(per_sample, strict)
 
 
 def _named_arrays(inputs, spec, source: str) -> dict | None:
@@ -152,8 +163,13 @@ class AuditRun:
     """The state shared by the checks of one audit."""
 
     def __init__(self, model, label, spec, batch: Batch, mask, source, target_padded,
-                 *, given=None, file_mask=None):
+                 *, given=None, file_mask=None, batching: batched.Batching | None = None,
+                 progress: batched.Progress = batched.no_progress):
         self.model, self.label, self.spec = model, label, spec
+        # Batches of consecutive sequences; one batch of all without a batch size.
+        self.batching, self.progress = batching or batched.Batching(), progress
+        self.slices = self.batching.slices(batch.sequences)
+        self.forward = batched.Forward(model, self.batching.size, progress)
         self.batch, self.inputs = batch, batch.model_inputs()
         self.mask, self.source = mask, source
         self.target_padded = target_padded  # why the targets define the padding, or None
@@ -177,7 +193,9 @@ class AuditRun:
 
     def _forward(self) -> None:
         try:
-            y_pred = feed.run_model(self.model, self.inputs)
+            y_pred, out_mask, regularization = self.forward(self.inputs)
+            if self.batching.size:
+                batched.settle(self.model, self.inputs)
         except Exception as exc:  # the user's model may raise anything
             raise ModelError(f"{self.label} cannot run on {self.source} "
                              f"({self.batch.describe()}): {models.first_line(exc)}: give inputs "
@@ -186,9 +204,7 @@ class AuditRun:
         if isinstance(y_pred, (list, tuple, dict)):
             raise ModelError(f"{self.label} has several outputs: audit-loss audits one at a "
                              "time: choose it with --output NAME")
-        self.out = np.asarray(y_pred)
-        self.out_mask = models.output_mask(y_pred)
-        self.regularization = float(sum(float(v) for v in self.model.losses))
+        self.out, self.out_mask, self.regularization = y_pred, out_mask, regularization
         if self.mask is not None:
             self._set_time_axis()
 
@@ -263,23 +279,23 @@ class AuditRun:
     def train(self, steps: int) -> None:
         if not steps:
             return
-        with eager(self.model, "train_function"):
-            try:
-                self.model.fit(self.inputs, self.y, sample_weight=self.keras_weights,
-                               batch_size=self.batch.sequences, epochs=steps, shuffle=False,
-                               verbose=0)
-            except Exception as exc:
-                raise ModelError(f"training {self.label} failed: {models.first_line(exc)}: "
-                                 "check the targets and the model's optimizer") from None
-        self.notes.append(f"audited after {steps} training steps on the whole batch")
+        try:
+            batched.train(self.model, self.inputs, self.y, steps, self.batching.size,
+                          sample_weight=self.keras_weights, progress=self.progress)
+        except Exception as exc:
+            raise ModelError(f"training {self.label} failed: {models.first_line(exc)}: "
+                             "check the targets and the model's optimizer") from None
+        where = (f"batches of {self.batching.size}" if self.batching.batched(self.batch.sequences)
+                 else "the whole batch")
+        self.notes.append(f"audited after {steps} training steps on {where}")
         self._forward()
 
     # -- the audit ---------------------------------------------------------
 
-    def report(self, per_sample: bool) -> AuditReport:
+    def report(self, per_sample: bool, strict: bool = False) -> AuditReport:
         self.rtol = loss_rtol(self.mask.size)
         self.keras_loss = float(self._evaluate()["loss"])
-        self.removed_loss = self.masked_loss = self.unmasked_loss = None
+        self.removed_loss = self.masked_loss = self.unmasked_loss = self.token_mean_loss = None
         metric_check = checks.metric_parity(self)  # first: it reads the metrics evaluate() left
         if self.time_axis:
             self._references()
@@ -292,6 +308,13 @@ class AuditRun:
                               "metric-parity apply")
             loss_checks = [Check(cid, "skipped", detail=reason) for cid in TIME_AXIS_CHECKS]
         results = loss_checks + [checks.forward_invariance(self), metric_check]
+        if self.batching.size and not self.batching.auto:
+            results.append(weighting.batch_weighting_check(self, strict))
+        if self.batching.auto:
+            self.notes.append(f"{self.mask.shape[0]} sequences x {self.mask.shape[1]} steps "
+                              f"exceed the memory budget of one model call: the audit ran in "
+                              f"batches of {self.batching.size}, and Keras' loss is the average "
+                              "of their losses (choose the batches with --batch-size)")
         failed = [check.id for check in results if check.status == "fail"]
         return AuditReport(
             verdict="leaks" if failed else "ignored",
@@ -300,20 +323,26 @@ class AuditRun:
             model=self.label, rtol=self.rtol, sequences=int(self.mask.shape[0]),
             steps=int(self.mask.size), real_steps=int(self.mask.sum()),
             per_sample=self._per_sample() if per_sample else None,
-            cause=likely_cause(self, failed) if failed else None,
-            notes=self.notes, removed_loss=self.removed_loss)
+            cause=self._cause(failed), notes=self.notes, removed_loss=self.removed_loss,
+            batch_size=self.batching.size, batches=len(self.slices),
+            batch_size_auto=self.batching.auto)
+
+    def _cause(self, failed: list[str]) -> str | None:
+        if failed == [weighting.CHECK_ID]:
+            return weighting.cause(self)
+        return likely_cause(self, [f for f in failed if f != weighting.CHECK_ID]) if failed \
+            else None
 
     def _evaluate(self) -> dict:
-        # Eager evaluate: Keras' own compiled loss and metrics, without tracing a graph.
-        with eager(self.model, "test_function"):
-            try:
-                return self.model.evaluate(self.inputs, self.y, sample_weight=self.keras_weights,
-                                           batch_size=self.batch.sequences, verbose=0,
-                                           return_dict=True)
-            except Exception as exc:
-                raise ModelError(f"Keras could not compute the loss of {self.label} on "
-                                 f"{self.source}: {models.first_line(exc)}: check that the targets "
-                                 "fit the loss") from None
+        # Keras' own compiled loss and metrics: on the whole batch eagerly (for one
+        # batch that is faster than tracing a graph), or in batches as training runs.
+        try:
+            return batched.evaluate(self.model, self.inputs, self.y, self.batching.size,
+                                    sample_weight=self.keras_weights, progress=self.progress)
+        except Exception as exc:
+            raise ModelError(f"Keras could not compute the loss of {self.label} on "
+                             f"{self.source}: {models.first_line(exc)}: check that the targets "
+                             "fit the loss") from None
 
     def reference_weights(self) -> np.ndarray:
         """The weight of each step in the reference loss: the sample weight (1
@@ -324,6 +353,11 @@ class AuditRun:
 
     def _references(self) -> None:
         real = self.mask
+        if self.spec.kind is not None:  # batch by batch: float64 temporaries stay small
+            self.per_step = np.concatenate([spec_per_step(self.spec, self.y[part], self.out[part])
+                                            for part in self.slices])
+        if self.batching.size:
+            return weighting.batched_references(self)
         weights = None if self.weights is None else step_weights(self.weights, real)
         self.removed_loss = models.compiled_loss(
             self.model, self.y[real][None], self.out[real][None],
@@ -332,7 +366,6 @@ class AuditRun:
             self.masked_loss = self.removed_loss
             self.unmasked_loss = models.compiled_loss(self.model, self.y, self.out)
             return
-        self.per_step = spec_per_step(self.spec, self.y, self.out)
         self.masked_loss = _plus(reduced(self.spec, self.per_step, self.reference_weights()),
                                  self.regularization)
         self.unmasked_loss = _plus(reduced(self.spec, self.per_step, np.ones(real.shape)),
