@@ -26,7 +26,7 @@ import numpy as np
 from maskcli.core.errors import InputError, MaskcliError
 from maskcli.core.limits import too_big
 
-CHUNK_BYTES = 16 << 20  # rows streamed at a time: about this many bytes
+CHUNK_BYTES = 1 << 20  # rows streamed at a time: about this many bytes (zipfile copies reads)
 NPZ_FIX = "np.savez or 'maskcli pad -o FILE.npz'"
 
 
