@@ -133,3 +133,11 @@ def _extremes(weights: np.ndarray) -> tuple[float | None, float | None, float | 
         return None, None, None
     low, high = float(real.min()), float(real.max())
     return low, high, high / low
+
+
+def ratio_text(value: float | None) -> str:
+    """A spread as the reports print it: ``4.0``, ``1.25``, ``n/a``."""
+    if value is None:
+        return "n/a"
+    text = f"{value:.3g}"
+    return text if "." in text or "e" in text else f"{text}.0"

@@ -14,6 +14,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from maskcli.core.batching import ratio_text
 from maskcli.core.diagnose import MaskReport, format_value
 
 # Glyphs AND colours differ, so the grid reads with NO_COLOR too.
@@ -82,7 +83,7 @@ def _summary(report: MaskReport) -> Table:
         table.add_row("sorted by length",
                       f"padding {weighting.padded_fraction_sorted:.1%} instead of "
                       f"{weighting.padded_fraction_in_order:.1%} · spread "
-                      f"{_ratio(weighting.spread_sorted)}")
+                      f"{ratio_text(weighting.spread_sorted)}")
     return table
 
 
@@ -91,14 +92,8 @@ def _weights(weighting) -> str:
     if weighting.spread is None:
         return f"{weighting.batches} batches, no real token"
     return (f"{weighting.batches} batches · token weights {weighting.weight_min:.3g} to "
-            f"{weighting.weight_max:.3g} · spread {_ratio(weighting.spread)}")
+            f"{weighting.weight_max:.3g} · spread {ratio_text(weighting.spread)}")
 
-
-def _ratio(value) -> str:
-    if value is None:
-        return "n/a"
-    text = f"{value:.3g}"
-    return text if "." in text or "e" in text else f"{text}.0"
 
 
 def _grid(report: MaskReport, rows: int, width: int) -> Group:

@@ -76,8 +76,9 @@ def test_the_worked_example_lengths_1_and_4_in_batches_of_1():
     assert check.status == "warn"
     assert check.value == pytest.approx(keras_at_1, rel=1e-6)
     assert check.reference == pytest.approx(keras_at_2, rel=1e-6)  # the mean over real tokens
-    assert "weighs a real token 0.625 to 2.5 times the token mean: spread 4 " in check.detail
+    assert "weighs a real token 0.625 to 2.5 times the token mean: spread 4.0 " in check.detail
     assert "global count of real tokens" in check.detail
+    assert "leaves the spread at 4.0: a batch of short sequences" in check.detail
     assert report.verdict == "ignored" and report.exit_code == 0
     assert report.warned == ["batch-weighting"]
     assert report.check("loss-parity").status == "pass"  # Keras' loss is what the weights say
@@ -96,13 +97,13 @@ def test_strict_turns_the_warning_into_a_failure(tmp_path):
     assert strict["verdict"] == "leaks"
     assert [c["id"] for c in strict["checks"] if c["status"] == "fail"] == ["batch-weighting"]
     assert strict["cause"].startswith("per-batch normalization weighs real tokens unequally "
-                                      "in batches of 1 (spread 4")
+                                      "in batches of 1 (spread 4.0, tolerance 1.5)")
 
 
 def test_batches_of_one_size_weigh_tokens_alike_and_pass():
     report = audit_loss(UNEVEN, batch_size=8)
     assert report.check("batch-weighting").status == "pass"
-    assert "spread 1 " in report.check("batch-weighting").detail
+    assert "spread 1.0 " in report.check("batch-weighting").detail
     assert report.batches == 1
 
 
@@ -161,7 +162,10 @@ def test_every_check_gives_the_same_verdict_in_uneven_batches(name):
     if report.masked_loss is None:
         assert weighting.status == "skipped" and "no time axis" in weighting.detail
     else:
-        assert weighting.status == "warn" and "spread 2 " in weighting.detail
+        assert weighting.status == "warn" and "spread 2.0 " in weighting.detail
+        # Sorted by length, batches [1, 2] [2, 4] [4] would weigh tokens 1.73 to 0.65.
+        assert "saves padding (18.8% -> 18.8% here) but raises the spread to 2.67" in \
+            weighting.detail
 
 
 def test_a_loss_that_reduces_itself_leaks_in_each_batch():

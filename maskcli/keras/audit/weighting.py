@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from maskcli.core.batching import batch_weighting
+from maskcli.core.batching import batch_weighting, ratio_text
 from maskcli.keras import models
 from maskcli.keras.audit import batched
 from maskcli.keras.audit.reference import reduced
@@ -87,7 +87,7 @@ def batch_weighting_check(run: AuditRun, strict: bool) -> Check:
               f"does: {show(run.keras_loss)}; the mean over all {real} real tokens: "
               f"{show(run.token_mean_loss)}; per-batch normalization weighs a real token "
               f"{weighting.weight_min:.3g} to {weighting.weight_max:.3g} times the token "
-              f"mean: spread {weighting.spread:.3g} (tolerance {SPREAD_TOLERANCE:g})")
+              f"mean: spread {ratio_text(weighting.spread)} (tolerance {SPREAD_TOLERANCE:g})")
     if run.weights is not None:
         detail += " (its sample weight aside)"
     if weighting.spread is None or weighting.spread <= SPREAD_TOLERANCE:
@@ -108,23 +108,25 @@ def _divisors(run: AuditRun) -> np.ndarray:
 
 def fix(weighting) -> str:
     """How to make real tokens weigh the same, for a spread over tolerance."""
+    before, after = weighting.spread, weighting.spread_sorted
+    if after > before * 1.01:
+        effect = f"raises the spread to {ratio_text(after)}"
+    elif after < before / 1.01:
+        effect = f"lowers the spread to {ratio_text(after)}"
+    else:
+        effect = f"leaves the spread at {ratio_text(after)}"
     return ("divide a sum reduction by a global count of real tokens (the epoch's, or the "
             "accumulation step's, as Hugging Face transformers 4.46 does), or use batches "
             "that hold similar numbers of real tokens; sorting or bucketing by length "
-            "(tf.data bucket_by_sequence_length, Hugging Face group_by_length) saves "
-            f"padding ({weighting.padded_fraction_in_order:.1%} -> "
-            f"{weighting.padded_fraction_sorted:.1%} here) but makes the spread larger "
-            f"({_ratio(weighting.spread_sorted)} sorted), as a batch of short sequences "
-            "weighs each of its tokens more")
+            "(tf.data bucket_by_sequence_length, Hugging Face group_by_length) saves padding "
+            f"({weighting.padded_fraction_in_order:.1%} -> "
+            f"{weighting.padded_fraction_sorted:.1%} here) but {effect}: a batch of short "
+            "sequences weighs each of its tokens more")
 
 
 def cause(run: AuditRun) -> str:
     """The verdict's cause when batch-weighting alone failed (``--strict``)."""
     weighting = batch_weighting(run.mask.sum(axis=1), run.batching.size, _divisors(run))
     return (f"per-batch normalization weighs real tokens unequally in batches of "
-            f"{run.batching.size} (spread {weighting.spread:.3g}, tolerance "
+            f"{run.batching.size} (spread {ratio_text(weighting.spread)}, tolerance "
             f"{SPREAD_TOLERANCE:g}): {fix(weighting)}")
-
-
-def _ratio(value) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
