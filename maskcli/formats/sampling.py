@@ -273,7 +273,8 @@ def _npz_arrays(npz: NpzMembers, names: dict[str, str], pick: Pick, name: str):
     first = next(iter(names.values()))
     header = npz.header(first)
     if not header.shape:
-        return 0, {key: npz.read(member, None) for key, member in names.items()}
+        raise InputError(f"{name}: '{first}' has shape (): expected padded sequences of shape "
+                         "(sequences, steps) or (sequences, steps, features)")
     total = header.shape[0]
     rows = pick(total, name)
     _check_size(name, len(rows) * header.row_bytes)

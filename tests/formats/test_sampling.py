@@ -201,3 +201,49 @@ def test_damaged_files_are_input_errors(tmp_path):
     (tmp_path / "ragged.jsonl").write_text("[1, 2]\n[3]\n")
     with pytest.raises(InputError, match=r"ragged.jsonl, line 2: row shape \(1,\) differs"):
         load_padded_part(str(tmp_path / "ragged.jsonl"), Selection(sample=2))
+
+
+# -- random and damaged bytes: a result or a clean error, never a traceback ------------
+
+def _saved(save, **arrays) -> bytes:
+    buffer = io.BytesIO()
+    save(buffer, **arrays) if arrays else save(buffer, INPUTS[:4])
+    return buffer.getvalue()
+
+
+def _damaged(original: bytes):
+    from hypothesis import strategies as st
+
+    return st.tuples(st.integers(0, len(original)), st.binary(max_size=24),
+                     st.integers(0, len(original))).map(
+        lambda t: (original[:t[0]] + t[1] + original[t[0] + len(t[1]):])[:t[2]])
+
+
+def test_damaged_inputs_read_in_part_give_clean_errors(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from maskcli.core.errors import MaskcliError
+
+    folder = tmp_path_factory.mktemp("damaged")
+    payloads = st.one_of(
+        st.binary(max_size=200), _damaged(_saved(np.save)),
+        _damaged(_saved(np.savez, inputs=INPUTS[:4], mask=INPUTS[:4] != 0, meta=META)),
+        _damaged(_saved(np.savez_compressed, inputs=INPUTS[:4], targets=TARGETS[:4])),
+        _damaged(b"[1, 2, 0]\n[3, 0, 0]\n\n[4, 5, 6]\n"))
+
+    @given(data=payloads, name=st.sampled_from(["x", "x.npy", "x.npz", "x.jsonl", "x.csv"]),
+           selection=st.sampled_from([Selection(limit=2), Selection(sample=2, seed=1)]))
+    @settings(max_examples=300, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    def check(data, name, selection):
+        path = folder / name
+        path.write_bytes(data)
+        try:
+            part = load_padded_part(str(path), selection)
+        except MaskcliError:
+            return
+        assert part.padded.inputs.dtype.kind in "biufUS"
+        assert len(part.padded.inputs) == len(part.rows) <= 2
+
+    check()
