@@ -73,13 +73,13 @@ class BatchBar:
         if self.progress is None:
             if time.monotonic() < self.shown_from:
                 return
-            self._start()
+            self._start(label, total)
         if label != self.stage:
             self.stage = label
             self.progress.reset(self.task, total=total, description=f"audit-loss: {label}")
         self.progress.update(self.task, completed=done)
 
-    def _start(self) -> None:
+    def _start(self, label: str, total: int) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -93,7 +93,8 @@ class BatchBar:
                                  MofNCompleteColumn(), TextColumn("batches"), TimeElapsedColumn(),
                                  console=self.console or Console(stderr=True), transient=True,
                                  redirect_stdout=False, redirect_stderr=False)
-        self.task = self.progress.add_task("audit-loss", total=None)
+        self.task = self.progress.add_task(f"audit-loss: {label}", total=total)
+        self.stage = label
         self.progress.start()
 
     def close(self) -> None:
