@@ -311,3 +311,106 @@ def test_no_progress_bar_on_a_pipe(tmp_path):
     result = invoke(["audit-loss", tmp_path / "x.npy", "--batch-size", 2, "--format", "json"])
     lines = result.stderr.splitlines()
     assert lines and all(line.startswith("warning: batch-weighting: ") for line in lines)
+
+
+# -- several inputs and sample weights, in batches ---------------------------------------
+
+def test_bert_tagger_with_sample_weights_in_batches_matches_keras_evaluate():
+    from tests.keras.transformers import bert_batch, bert_tagger
+
+    arrays = bert_batch(lengths=(5, 3, 6, 2, 8))  # batches of 2: 8, 8 and 8 real steps
+    targets = np.random.default_rng(1).standard_normal((5, 8, 1)).astype("float32")
+    weights = arrays["padding_mask"].astype("float32")
+    model = bert_tagger("mean_with_sample_weight", weighted_metrics=["mae"])
+    whole = audit_loss(arrays, model=model, targets=targets, sample_weight="mask")
+    report = audit_loss(arrays, model=model, targets=targets, sample_weight="mask",
+                        batch_size=2)
+    expected = model.evaluate(arrays, targets, sample_weight=weights, batch_size=2, verbose=0,
+                              return_dict=True)
+    assert whole.verdict == report.verdict == "ignored", report.cause
+    assert report.keras_loss == pytest.approx(expected["loss"], rel=1e-6)
+    assert report.check("loss-parity").status == "pass"
+    assert report.check("metric-parity").value == {"mae": pytest.approx(expected["mae"],
+                                                                        rel=1e-6)}
+    # Each batch divides by its weights, 8, 8 and 8, over 2, 2 and 1 sequences:
+    # 24 x 2 / (5 x 8) = 1.2 for the first two, 24 x 1 / (5 x 8) = 0.6 for the last.
+    weighting = report.check("batch-weighting")
+    assert weighting.status == "warn"
+    assert "0.6 to 1.2 times the token mean: spread 2.0" in weighting.detail
+    assert "(its sample weight aside)" in weighting.detail
+
+
+def test_encoder_decoder_in_batches_feeds_every_input_alike():
+    from tests.keras.transformers import encoder_decoder, token_batch
+
+    translator = encoder_decoder()
+    encoder = token_batch([6, 3, 7, 2, 5], 7, seed=0)
+    decoder = token_batch([4, 2, 5, 1, 3], 5, seed=1)
+    labels = np.where(decoder != 0, token_batch([5] * 5, 5, seed=2), 0)
+    inputs = {"encoder_tokens": encoder, "decoder_tokens": decoder}
+    report = audit_loss(inputs, model=translator, targets=labels, batch_size=2)
+    assert report.verdict == "ignored", report.cause
+    assert report.keras_loss == pytest.approx(
+        translator.evaluate([encoder, decoder], labels, batch_size=2, verbose=0), rel=1e-6)
+    assert "every per-step input of 2" in report.check("forward-invariance").detail
+    pre = audit_loss([encoder, token_batch([4, 2, 5, 1, 3], 5, seed=1, pre=True)],
+                     model=translator, targets=labels, batch_size=2)
+    assert "forward-invariance" in pre.failed
+
+
+def test_a_sum_reduction_skips_batch_weighting():
+    model = embedding_model(keras.layers.LSTM(3, return_sequences=True))
+    model.compile(loss=keras.losses.MeanSquaredError(reduction="sum"))
+    report = audit_loss(UNEVEN, model=model, batch_size=2)
+    assert report.check("loss-parity").status == "pass"
+    assert report.check("batch-weighting").status == "skipped"
+    assert "a sum reduction does not divide" in report.check("batch-weighting").detail
+
+
+def test_named_npz_and_input_files_are_read_in_part(tmp_path):
+    from tests.keras.transformers import bert_batch, bert_tagger
+
+    arrays = bert_batch(lengths=(5, 3, 6, 2, 8, 4, 7, 1))
+    targets = np.random.default_rng(1).standard_normal((8, 8, 1)).astype("float32")
+    np.savez(tmp_path / "batch.npz", **arrays, targets=targets)
+    np.save(tmp_path / "segments.npy", arrays["segment_ids"])
+    model = bert_tagger("mean_with_sample_weight")
+    model.save(tmp_path / "tagger.keras")
+    run = ["audit-loss", tmp_path / "batch.npz", "--model", tmp_path / "tagger.keras",
+           "--sample-weight", "mask", "--format", "json", "--seed", 4]
+    sampled = json.loads(invoke([*run, "--sample", 3, "--batch-size", 2]).stdout)
+    rows = np.sort(np.random.default_rng(4).choice(8, 3, replace=False))
+    direct = audit_loss({k: v[rows] for k, v in arrays.items()}, model=model,
+                        targets=targets[rows], sample_weight="mask", batch_size=2)
+    assert sampled["keras_loss"] == pytest.approx(direct.keras_loss, rel=1e-6)
+    assert sampled["selection"]["total"] == 8 and sampled["sequences"] == 3
+    assert sampled["verdict"] == "ignored"
+    # an --input file is cut to the same rows as INPUT
+    files = json.loads(invoke([*run, "--limit", 4, "--input",
+                               f"segment_ids={tmp_path / 'segments.npy'}"]).stdout)
+    assert files["sequences"] == 4 and files["verdict"] == "ignored"
+
+
+def test_a_custom_masked_loss_in_batches_is_its_value_on_each_batch_s_real_steps():
+    import sys
+
+    models.import_user_code([str(HELPERS)])
+    custom = sys.modules[f"maskcli_user_{HELPERS.stem}"]
+    rng = np.random.default_rng(1)
+    lengths = [1, 4, 2, 2, 4]
+    tags = np.zeros((5, 4, 4), dtype=np.float32)
+    for row, length in enumerate(lengths):
+        tags[row, :length, :3] = np.eye(3)[rng.integers(0, 3, length)]
+        tags[row, length:, 3] = 1
+    keras.utils.set_random_seed(4)
+    tokens = keras.Input((None,), dtype="int32")
+    model = keras.Model(tokens, keras.layers.Dense(4, activation="softmax")(
+        keras.layers.Embedding(6, 4)(tokens)))
+    model.compile(loss=custom.masked_cce_real_steps)
+    report = audit_loss(UNEVEN, model=model, targets=tags, target_pad=[0, 0, 0, 1],
+                        batch_size=2)
+    assert report.loss == "masked_cce_real_steps (custom)" and report.verdict == "ignored"
+    assert report.keras_loss == pytest.approx(model.evaluate(UNEVEN, tags, batch_size=2,
+                                                             verbose=0), rel=1e-6)
+    assert report.keras_loss == pytest.approx(report.masked_loss, rel=1e-6)
+    assert "spread 2.0 " in report.check("batch-weighting").detail
