@@ -14,12 +14,19 @@ checks (each pass, fail or skipped):
 - ``metric-parity``: each compiled metric equals the same metric on the real
   steps alone.
 
+With ``batch_size``, every model call runs in batches, the checks hold batch
+by batch, and a sixth check, ``batch-weighting``, says how unequally
+per-batch normalization weighs real tokens (pass, or warn: a failure only
+with ``strict``).
+
 The modules: ``batch`` (inputs, targets, the reference mask: True at REAL
 steps), ``inputs`` (several named inputs, each with its own padding),
 ``weights`` (sample weights), ``reference`` (the numpy losses), ``prepare``
 (the model, and the output audited), ``checks`` (one function per check),
-``cause`` (the likely cause of a failure), ``report``, ``run``, which ties
-them together, and ``files``, which reads what the command names.
+``batched`` (the model calls in batches), ``weighting`` (a batched audit's
+references and the batch-weighting check), ``cause`` (the likely cause of a
+failure), ``report``, ``run``, which ties them together, and ``files``, which
+reads what the command names.
 """
 
 from maskcli.keras.audit.batch import parse_target_pad, synthetic_targets, target_padding_mask
