@@ -151,10 +151,12 @@ def test_sum_reduction_is_the_sum_over_real_steps():
     assert report.verdict == "ignored", report.cause
 
 
-def test_no_reduction_averages_over_every_step():
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_no_reduction_averages_over_every_step(batch_size):
     """reduction='none' hands evaluate the masked per-step losses, which it
     averages over all steps, padding included."""
     model = tagger(losses.MeanSquaredError(reduction="none"), mask_zero=True, classes=1)
-    report = audit_loss(TOKENS, model=model)
+    report = audit_loss(TOKENS, model=model, batch_size=batch_size)
     assert report.failed == ["loss-parity"]
+    # In batches too: each batch's masked sum over all of that batch's steps.
     assert report.cause.startswith("the loss divides by all steps, padding included")

@@ -8,8 +8,9 @@ import numpy as np
 
 from maskcli.core.errors import MaskcliError
 from maskcli.keras import feed, models, trace
+from maskcli.keras.audit import batched
 from maskcli.keras.audit.values import close, equal, show
-from maskcli.keras.audit.weights import step_weights, weighted_padding
+from maskcli.keras.audit.weights import weighted_padding
 
 if TYPE_CHECKING:
     from maskcli.keras.audit.run import AuditRun
@@ -118,30 +119,29 @@ def _mask_mismatch(audit: AuditRun, failed: list[str]) -> str | None:
 
 
 def _reduction(audit: AuditRun) -> str | None:
-    """A loss that divides by the wrong count: all steps, padding included."""
+    """A loss that divides by the wrong count: all steps, padding included.
+
+    Each reference is reduced batch by batch and averaged as ``evaluate``
+    averages, so that a batched audit (``--batch-size``) is judged alike."""
     share = audit.mask.sum() / audit.mask.size
-    keras_loss, masked = audit.keras_loss, audit.masked_loss
+    keras_loss, all_steps = audit.keras_loss, audit.all_steps_loss
     if audit.weights is not None and audit.spec.kind is not None:
-        # What Keras computes from the weights alone, without a Keras mask.
-        weights = step_weights(audit.weights, audit.mask)
-        ignored = audit.ignored_steps()
-        if ignored is not None:
-            weights = weights * ~ignored
-        total = float((weights * audit.per_step).sum())
         steps, weight = audit.mask.size, float(audit.reference_weights().sum())
-        if close(keras_loss, total / steps + audit.regularization, audit.rtol):
+        if close(keras_loss, all_steps, audit.rtol):
             return (f"the loss divides the weighted sum by all {steps} steps, padding included "
                     "(Keras' default reduction, sum_over_batch_size, counts steps, not "
                     "weights), so the padding's share shrinks the loss and each batch's "
                     "gradient scale: compile the loss with reduction=\"mean_with_sample_weight\", "
                     "which divides by the weights (the mean over real steps)")
-        real = int(audit.mask.sum())
-        if audit.out_mask is not None and close(keras_loss, total / real + audit.regularization,
-                                                audit.rtol):
-            return (f"the loss divides the weighted sum by the {real} real steps, not by the "
-                    f"sum of the weights ({weight:.6g}; Keras' default reduction): compile the "
-                    "loss with reduction=\"mean_with_sample_weight\"")
-    if masked is not None and close(keras_loss, masked * share, audit.rtol):
+        weights, real = audit.reference_weights(), audit.mask
+        by_real_steps = batched.combine(
+            [float((weights[part] * audit.per_step[part]).sum() / max(real[part].sum(), 1))
+             for part in audit.slices], audit.slices) + audit.regularization
+        if audit.out_mask is not None and close(keras_loss, by_real_steps, audit.rtol):
+            return (f"the loss divides the weighted sum by the {int(real.sum())} real steps, not "
+                    f"by the sum of the weights ({weight:.6g}; Keras' default reduction): "
+                    "compile the loss with reduction=\"mean_with_sample_weight\"")
+    if all_steps is not None and close(keras_loss, all_steps, audit.rtol):
         return (f"the loss divides by all steps, padding included (Keras' loss = masked loss x "
                 f"real share {share:.3f}): divide by the number of real steps instead")
     if close(keras_loss, audit.unmasked_loss, audit.rtol):

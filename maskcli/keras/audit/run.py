@@ -296,6 +296,7 @@ class AuditRun:
         self.rtol = loss_rtol(self.mask.size)
         self.keras_loss = float(self._evaluate()["loss"])
         self.removed_loss = self.masked_loss = self.unmasked_loss = self.token_mean_loss = None
+        self.all_steps_loss = None  # what a loss that divides by all steps would report
         metric_check = checks.metric_parity(self)  # first: it reads the metrics evaluate() left
         if self.time_axis:
             self._references()
@@ -365,9 +366,14 @@ class AuditRun:
         if self.spec.kind is None:
             self.masked_loss = self.removed_loss
             self.unmasked_loss = models.compiled_loss(self.model, self.y, self.out)
+            share = real.sum() / real.size
+            self.all_steps_loss = (self.masked_loss - self.regularization) * share \
+                + self.regularization
             return
         self.masked_loss = _plus(reduced(self.spec, self.per_step, self.reference_weights()),
                                  self.regularization)
+        self.all_steps_loss = weighting.divided_by_all_steps(self.per_step, self.reference_weights()) \
+            + self.regularization
         self.unmasked_loss = _plus(reduced(self.spec, self.per_step, np.ones(real.shape)),
                                    self.regularization)
 

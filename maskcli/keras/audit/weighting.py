@@ -46,6 +46,8 @@ def batched_references(run: AuditRun) -> None:
             run.spec, run.per_step[part], ones[part])) + reg
         token_mean = reduced(run.spec, run.per_step, weights)
         run.token_mean_loss = None if token_mean is None else token_mean + reg
+        run.all_steps_loss = _per_batch(run, lambda part: divided_by_all_steps(
+            run.per_step[part], weights[part])) + reg
     step_w = None if run.weights is None else step_weights(run.weights, real)
     removed = []
     for part in slices:  # the same loss on each batch's real steps alone
@@ -60,9 +62,20 @@ def batched_references(run: AuditRun) -> None:
         # weighs each batch by its real steps (exact for a mean over steps).
         run.masked_loss = run.removed_loss
         share = np.array([real[part].sum() for part in slices], dtype=np.float64)
+        sizes = np.array([real[part].size for part in slices], dtype=np.float64)
+        run.all_steps_loss = batched.combine(list((np.array(removed) - reg) * share / sizes),
+                                             slices) + reg
         run.token_mean_loss = float(np.dot(np.array(removed) - reg, share) / share.sum()) + reg
         run.unmasked_loss = batched.combine(
             batched.batch_losses(run.model, run.y, run.out, None, slices), slices)
+
+
+def divided_by_all_steps(losses: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted sum of ``losses`` over every step, padding included: what a
+    loss that divides by all steps (tf.keras up to 2.10, ``reduction="none"``
+    averaged by evaluate, Keras' default reduction with sample weights and no
+    Keras mask) reports."""
+    return float((weights * losses).sum() / max(weights.size, 1))
 
 
 def _per_batch(run: AuditRun, value) -> float:
