@@ -86,8 +86,9 @@ def _no_mask(audit: AuditRun) -> str:
         leak = ("a layer or a tensor operation drops it (plain arithmetic such as x * 2.0 on a "
                 "symbolic tensor does so silently): set supports_masking = True, pass mask= "
                 "explicitly, or use a mask-aware layer")
-    return (f"the loss averages over padded steps: {SAMPLE_WEIGHT_FIX}; the model's output "
-            f"carries no mask: {leak}")
+    if not leak.startswith("the model's output"):
+        leak = f"the model's output carries no mask: {leak}"
+    return f"the loss averages over padded steps: {SAMPLE_WEIGHT_FIX}; {leak}"
 
 
 def _trace(audit: AuditRun) -> list:
