@@ -56,3 +56,16 @@ def test_layers_are_folders_and_no_module_is_long():
     lengths = {str(path.relative_to(package)): len(path.read_text().splitlines())
                for path in package.rglob("*.py")}
     assert not {name: n for name, n in lengths.items() if n > 430}, "split the module"
+
+
+def test_the_public_names_resolve_lazily_to_their_layers():
+    code = ("import sys, maskcli\n"
+            "names = ['pad_sequences', 'inspect_mask', 'MaskReport', 'audit_loss', 'trace_mask']\n"
+            "print(' '.join(getattr(maskcli, n).__module__ for n in names))\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    modules, loaded = proc.stdout.strip().splitlines()
+    assert modules.split() == ["maskcli.core.padding", "maskcli.api", "maskcli.core.diagnose",
+                               "maskcli.keras.audit.run", "maskcli.keras.trace.walk"]
+    assert loaded == "[]"  # the Keras layer loads TensorFlow only when a model runs
