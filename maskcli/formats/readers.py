@@ -34,7 +34,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -165,8 +165,16 @@ def open_fields(source: Source, options: ReadOptions = ReadOptions(),
 
 
 def _same_step_shapes(chunks: Iterator[tuple[Ragged, ...]]) -> Iterator[tuple[Ragged, ...]]:
-    """The chunks, checked: each field's steps keep the shape of its first steps."""
-    shapes = {}
+    """The chunks, checked: each field's steps keep the shape of its first steps.
+
+    A field with no step in a chunk (every sequence empty, as data sorted by
+    length starts) cannot tell whether its steps are feature vectors. Such a
+    chunk waits for the first chunk that tells, and takes its step shape, as
+    pad_sequences takes the shape of the first non-empty sequence: otherwise its
+    rows would be padded 2-D and the later ones 3-D. What waits is mostly
+    lengths: the empty field has no values.
+    """
+    shapes, waiting = {}, []
     for chunk in chunks:
         for index, field in enumerate(chunk):
             if len(field.values):
@@ -177,7 +185,17 @@ def _same_step_shapes(chunks: Iterator[tuple[Ragged, ...]]) -> Iterator[tuple[Ra
                         f"{field.place_of_step(0)}: steps with {describe_step(shape)} after steps "
                         f"with {describe_step(expected)}: give every step the same number of "
                         "features")
-        yield chunk
+        waiting.append(chunk)
+        if len(shapes) == len(chunk):
+            yield from (_shaped(held, shapes) for held in waiting)
+            waiting = []
+    yield from waiting  # a field with no step at all: single values, as for no input
+
+
+def _shaped(chunk: tuple[Ragged, ...], shapes: dict) -> tuple[Ragged, ...]:
+    """``chunk`` with its empty fields' values given their field's step shape."""
+    return tuple(replace(field, values=np.empty((0,) + shapes[index], field.values.dtype))
+                 if not len(field.values) else field for index, field in enumerate(chunk))
 
 
 def _line_chunks(head: bytes, source: Source, fmt: str, options: ReadOptions,

@@ -47,7 +47,7 @@ class Vocabulary:
 
 def _tokens(chunk: Ragged) -> np.ndarray:
     values = chunk.values
-    if values.ndim > 1:
+    if values.ndim > 1 and len(values):
         raise UsageError(f"{chunk.place_of_step(0)}: a vocabulary maps tokens, but the steps are "
                          "feature vectors: drop --vocab/--save-vocab")
     # Numbers are looked up by their text, so a vocabulary of ids still works.

@@ -135,6 +135,24 @@ def test_lists_of_feature_vectors_give_3d_arrays(pad_table, steps):
     assert got.shape == (2, 2, 2)
 
 
+@pytest.mark.parametrize("steps", [pa.list_(pa.float32(), 2), pa.list_(pa.float64())])
+def test_feature_vectors_after_a_batch_without_any(tmp_path, monkeypatch, steps):
+    """A first batch whose vectors are all empty lists is still 3-D in the npz,
+    beside a field that has steps there."""
+    monkeypatch.setattr(arrow, "BATCH_ROWS", 4)
+    ids = [[7, 8], [9], [1, 2, 3], [4], [5], [6, 6]]
+    vectors = [[]] * 4 + [[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0]]]
+    table = pa.table({"ids": ids, "vectors": pa.array(vectors, type=pa.list_(steps))})
+    (tmp_path / "t.parquet").write_bytes(parquet(table, row_group_size=2))
+    invoke(["pad", tmp_path / "t.parquet", "--field", "ids", "--field", "vectors", "--dtype",
+            "float32", "--maxlen", "3", "-o", tmp_path / "out.npz"])
+    with np.load(tmp_path / "out.npz") as npz:
+        np.testing.assert_array_equal(npz["vectors"],
+                                      pad_sequences(vectors, maxlen=3, dtype="float32"))
+        np.testing.assert_array_equal(npz["ids"], pad_sequences(ids, maxlen=3, dtype="float32"))
+        assert npz["vectors"].shape == (6, 3, 2)
+
+
 def test_ragged_feature_vectors_name_the_row_and_step(pad_table):
     table = pa.table({"x": pa.array([[[1.0, 2.0]], [[3.0, 4.0], [5.0]]])})
     result = pad_table(table, "parquet", "--dtype", "float32", exit_code=2)

@@ -461,6 +461,33 @@ def test_streamed_chunks_of_strings_take_the_widest_width(tmp_path, monkeypatch)
     assert got.tolist() == [["0", "a"], ["0", "b"], ["longer", "words"]]
 
 
+@pytest.mark.parametrize("output", ["out.npz", "out.npy", "out.jsonl"])
+def test_feature_vectors_after_chunks_of_empty_sequences(tmp_path, monkeypatch, output):
+    """Data sorted by length starts with empty sequences: a chunk of them alone
+    cannot tell that the steps are feature vectors, yet its rows are 3-D too."""
+    monkeypatch.setattr("maskcli.formats.readers.BLOCK_BYTES", 8)
+    sequences = [[]] * 6 + [[[1.5, 2.0], [3.0, 4.0]], [[5.0, 6.0]]]
+    data = "".join(json.dumps(sequence) + "\n" for sequence in sequences)
+    expected = pad_sequences(sequences, maxlen=2, dtype="float32", padding="post")
+    assert expected.shape == (8, 2, 2)
+    invoke(["pad", "--dtype", "float32", "--maxlen", "2", "--padding", "post", "-o",
+            tmp_path / output], input=data)
+    if output.endswith(".jsonl"):
+        got = np.array([json.loads(line) for line in (tmp_path / output).read_text().splitlines()])
+    else:
+        got = np.load(tmp_path / output)
+        got = got["inputs"] if output.endswith(".npz") else got
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_vocabulary_refuses_feature_vectors_after_empty_sequences(tmp_path, monkeypatch):
+    monkeypatch.setattr("maskcli.formats.readers.BLOCK_BYTES", 8)
+    result = invoke(["pad", "--save-vocab", tmp_path / "vocab.txt"],
+                    input="[]\n[]\n[]\n[]\n[[1, 2]]\n", exit_code=2)
+    assert "line 5 (sequence 4, step 0): a vocabulary maps tokens, but the steps are feature " \
+           "vectors" in result.stderr
+
+
 def test_output_format_from_extension(tmp_path):
     for name in ("a.jsonl", "a.csv", "a.tsv", "a.npy", "a.npz"):
         invoke(["pad", "-o", tmp_path / name], input=guide_input())
