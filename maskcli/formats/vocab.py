@@ -55,9 +55,15 @@ def _tokens(chunk: Ragged) -> np.ndarray:
 
 
 def build_vocabulary(chunks: list[Ragged]) -> Vocabulary:
-    """The vocabulary of ``chunks``: most frequent token first, ties by first appearance."""
+    """The vocabulary of ``chunks``: most frequent token first, ties by first appearance.
+
+    The empty token and the OOV token have ids of their own (0 and 1) and are
+    left out, as Keras' adapt leaves them out: a vocabulary file cannot hold
+    them twice, and both map to id 1 as with ``--vocab``.
+    """
     parts = [_tokens(chunk) for chunk in chunks]
     tokens = np.concatenate(parts) if parts else np.empty(0, dtype=str)
+    tokens = tokens[(tokens != "") & (tokens != OOV_TOKEN)]
     unique, first, counts = np.unique(tokens, return_index=True, return_counts=True)
     order = np.lexsort((first, -counts))
     return Vocabulary(["", OOV_TOKEN] + unique[order].tolist())

@@ -353,6 +353,18 @@ def test_saved_vocab_reproduces_the_same_ids(tmp_path):
     assert npy(first).max() == len(tokens) - 1 and again.stderr == ""
 
 
+def test_a_saved_vocab_leaves_out_the_empty_and_the_oov_token(tmp_path):
+    """Both have ids of their own: saved again as tokens, they would make a file
+    that --vocab refuses (an empty line, a duplicate [UNK])."""
+    vocab, data = tmp_path / "vocab.txt", '["a", "", "[UNK]", "b", "a"]\n'
+    first = invoke(["pad", "--save-vocab", vocab], input=data)
+    assert vocab.read_text() == "\n[UNK]\na\nb\n"
+    assert rows(first) == [[2, 1, 1, 3, 2]]
+    assert "2 of 5 tokens are not in the vocabulary and became id 1 ([UNK])" in first.stderr
+    again = invoke(["pad", "--vocab", vocab], input=data)
+    assert rows(again) == rows(first)
+
+
 @pytest.mark.parametrize("content, message", [
     ("\n[UNK]\ncat\ndog\ncat\n", "vocab.txt, line 5: duplicate token 'cat', already on line 3"),
     ("cat\ndog\n", "line 1 must be empty (id 0, padding) and line 2 name the out-of-vocabulary"),
