@@ -23,7 +23,6 @@ which is a ``ValueError``) or does the documented thing:
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass, replace
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from maskcli.core.errors import InputError, UsageError, where
 from maskcli.core.limits import too_big
+from maskcli.core.steps import steps_to_values
 
 SIDES = ("pre", "post")
 _SUPPORTED = "int32, int64, float32, float64 or str"
@@ -154,61 +154,6 @@ def pad_value(value, dtype: np.dtype):
     return int(value)
 
 
-def steps_to_values(steps: list, chunk: Ragged) -> np.ndarray:
-    """Stack a flat list of steps (numbers, strings or feature vectors) into ``values``.
-
-    ``chunk`` (with ``values`` not yet set) names the place of a ragged step.
-    """
-    try:
-        values = np.asarray(steps)
-    except ValueError:
-        values = None  # numpy cannot stack steps of different shapes
-    if values is None:
-        raise InputError(_ragged_step_message(steps, chunk))
-    if values.dtype.kind == "U":  # numpy turns numbers among strings into strings
-        _refuse_mixed_types(steps, chunk)
-    return values
-
-
-def _refuse_mixed_types(steps: list, chunk: Ragged) -> None:
-    """Name the first element whose type (string or number) differs from the first one's."""
-    first = None
-    for index, step in enumerate(steps):
-        for item in step if isinstance(step, list) else (step,):
-            if first is None:
-                first = item
-            elif isinstance(item, str) != isinstance(first, str):
-                raise InputError(
-                    f"{chunk.place_of_step(index)}: {json.dumps(item)} among "
-                    f"{'strings' if isinstance(first, str) else 'numbers'} (mixed element "
-                    "types): give numbers only (token ids), or strings only (tokens)")
-
-
-def _ragged_step_message(steps: list, chunk: Ragged) -> str:
-    expected = None
-    for index, step in enumerate(steps):
-        try:
-            shape = np.shape(step)
-        except ValueError:
-            shape = "ragged"
-        if expected is None:
-            expected = shape
-        elif shape != expected or shape == "ragged":
-            return (f"{chunk.place_of_step(index)}: {describe_step(shape)} among steps with "
-                    f"{describe_step(expected)}: give every step the same number of features")
-    return f"{chunk.source}: steps of different shapes: give every step the same number of features"
-
-
-def describe_step(shape) -> str:
-    if shape == "ragged":
-        return "a ragged nested list"
-    if shape == ():
-        return "a single value"
-    if len(shape) == 1:
-        return f"{shape[0]} feature{'s' if shape[0] != 1 else ''}"
-    return f"shape {shape}"
-
-
 def cast(chunk: Ragged, dtype: np.dtype) -> Ragged:
     """Convert ``chunk.values`` to ``dtype``, refusing every lossy conversion.
 
@@ -245,9 +190,12 @@ def cast(chunk: Ragged, dtype: np.dtype) -> Ragged:
                 "use the dtype float32 (--dtype float32)")
     info = np.iinfo(dtype)
     if kind == "f" or not _within(values, info):  # min and max first: no per-value arrays
+        wider = next((name for name in ("int64", "uint64")  # one that holds every value
+                      if name != dtype and not _out_of_range(values, np.iinfo(name)).any()), None)
         _refuse(chunk, _out_of_range(values, info),
-                f"is out of range for {dtype} ({info.min}..{info.max}): use a wider dtype such as "
-                "int64 (--dtype int64)")
+                f"is out of range for {dtype} ({info.min}..{info.max}): " + (
+                    f"use a wider dtype such as {wider} (--dtype {wider})" if wider
+                    else "give smaller ids, or the dtype float64 (--dtype float64)"))
     return replace(chunk, values=values.astype(dtype, copy=False))  # no copy if it is dtype
 
 

@@ -33,7 +33,8 @@ import pyarrow.compute as pc
 
 from maskcli.core.errors import InputError, MaskcliError, UsageError
 from maskcli.core.limits import too_big
-from maskcli.core.padding import Ragged, describe_step
+from maskcli.core.padding import Ragged
+from maskcli.core.steps import describe_step
 from maskcli.formats.files import Source
 
 # Rows per chunk: small batches (datasets writes 1,000 rows a batch) are joined

@@ -39,7 +39,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from maskcli.core.errors import InputError, UsageError, where
-from maskcli.core.padding import Ragged, describe_step
+from maskcli.core.padding import Ragged
+from maskcli.core.steps import describe_step
 from maskcli.formats import records
 from maskcli.formats.files import Source
 
@@ -354,7 +355,7 @@ def _text_numbers(tokens: np.ndarray, chunk: Ragged, strict: bool) -> np.ndarray
     if not tokens.size:
         return np.empty(0, dtype=np.int64)
     if strict or all(_NUMBER.fullmatch(token) for token in tokens.tolist()):
-        for dtype in (np.int64, np.float64):
+        for dtype in (np.int64, np.uint64, np.float64):  # uint64: ids beyond int64, exact
             try:
                 return tokens.astype(dtype)
             except (ValueError, OverflowError):

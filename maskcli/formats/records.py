@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from maskcli.core.errors import InputError, where
-from maskcli.core.padding import Ragged, steps_to_values
+from maskcli.core.padding import Ragged
+from maskcli.core.steps import steps_to_values
 
 JSON_CHUNK = 1 << 15  # sequences per chunk for the json format
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number",

@@ -118,6 +118,32 @@ def test_integers_at_the_dtype_limits_fit():
     assert pad_sequences([[2**64 - 1]], dtype="uint64").tolist() == [[2**64 - 1]]
 
 
+def test_integers_beyond_int64_among_others_stay_exact():
+    """numpy would read them as float64: 2**63 + 1 would become 2**63, silently."""
+    big = 2**63 + 1
+    assert pad_sequences([[big, 5], [7]], dtype="uint64").tolist() == [[big, 5], [0, 7]]
+    assert pad_sequences([[[big, 1], [2, 3]]], dtype="uint64").tolist() == [[[big, 1], [2, 3]]]
+
+
+@pytest.mark.parametrize("sequences, dtype, fix", [
+    ([[2**63 + 1, 5]], "int64", "9223372036854775809 is out of range for int64 "
+     "(-9223372036854775808..9223372036854775807): use a wider dtype such as uint64"),
+    ([[2**64 - 1, 5]], "int32", "18446744073709551615 is out of range for int32 "
+     "(-2147483648..2147483647): use a wider dtype such as uint64 (--dtype uint64)"),
+    ([[-1, 5]], "uint64", "-1 is out of range for uint64 (0..18446744073709551615): use a wider "
+     "dtype such as int64 (--dtype int64)"),
+    ([[-1, 2**63 + 1]], "uint64", "is out of range for uint64 (0..18446744073709551615): give "
+     "smaller ids, or the dtype float64 (--dtype float64)"),
+    ([[1e20]], "int64", "is out of range for int64 (-9223372036854775808..9223372036854775807): "
+     "give smaller ids, or the dtype float64"),
+])
+def test_an_integer_out_of_range_names_a_dtype_that_holds_it(sequences, dtype, fix):
+    """Never 'use int64' when the dtype is already int64, or int64 cannot hold it."""
+    with pytest.raises(InputError) as info:
+        pad_sequences(sequences, dtype=dtype)
+    assert fix in str(info.value)
+
+
 def test_nan_pad_value_is_fine_for_floats():
     result = pad_sequences([[1.5]], maxlen=2, dtype="float64", value=float("nan"))
     assert np.isnan(result[0, 0]) and result[0, 1] == 1.5

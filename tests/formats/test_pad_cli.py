@@ -88,6 +88,15 @@ def test_text_separator(run):
     assert rows(run("1\t2\n3\n", "--from", "text", "--sep", "\\t")) == [[1, 2], [0, 3]]
 
 
+@pytest.mark.parametrize("data, args", [
+    ("[9223372036854775809, 5]\n", []), ("9223372036854775809 5\n", ["--from", "text"]),
+    ("9223372036854775809 5\n", ["--from", "text", "--sep", " "]),
+])
+def test_ids_beyond_int64_stay_exact_as_uint64(run, data, args):
+    """Hashed 64-bit ids: each reader keeps them exact, never rounded through float64."""
+    assert rows(run(data, "--dtype", "uint64", *args)) == [[9223372036854775809, 5]]
+
+
 def test_text_floats_with_float_dtype(run):
     got = npy(run("1.5 -2e-1\nnan\n", "--from", "text", "--dtype", "float64", "--to", "npy"))
     np.testing.assert_array_equal(got, [[1.5, -0.2], [0.0, np.nan]])
