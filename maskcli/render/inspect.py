@@ -89,10 +89,11 @@ def _summary(report: MaskReport) -> Table:
 
 def _weights(weighting) -> str:
     """The real tokens' weights under per-batch normalization (1 = the token mean)."""
+    batches = f"{weighting.batches} batch{'es' if weighting.batches != 1 else ''}"
     if weighting.spread is None:
-        return f"{weighting.batches} batches, no real token"
-    return (f"{weighting.batches} batches · token weights {weighting.weight_min:.3g} to "
-            f"{weighting.weight_max:.3g} · spread {ratio_text(weighting.spread)}")
+        return f"{batches}, no real token"
+    return (f"{batches} · token weights {ratio_text(weighting.weight_min)} to "
+            f"{ratio_text(weighting.weight_max)} · spread {ratio_text(weighting.spread)}")
 
 
 

@@ -97,6 +97,18 @@ def test_inspect_mask_cli_batch_size_json_and_table(tmp_path):
     assert "padding 12.5% instead of 30.0% · spread 2.67" in table
 
 
+@pytest.mark.parametrize("data, expected", [
+    ("[5, 0, 0, 0]\n[1, 2, 3, 4]\n", "1 batch · token weights 1.0 to 1.0 · spread 1.0"),
+    ("[0, 0]\n[0, 0]\n", "1 batch, no real token"),
+])
+def test_inspect_mask_table_with_one_batch(tmp_path, data, expected):
+    """A batch size larger than the data: one batch, every token weighs the same."""
+    path = tmp_path / "padded.jsonl"
+    path.write_text(data)
+    table = invoke(["inspect-mask", path, "--batch-size", 8, "--format", "table"]).stdout
+    assert f"batches of 8      {expected}" in table
+
+
 def test_inspect_mask_with_batch_size_never_imports_tensorflow(tmp_path):
     path = tmp_path / "padded.jsonl"
     path.write_text("[5, 0]\n[1, 2]\n")
