@@ -96,7 +96,8 @@ def load_padded(path: str = STDIN, fmt: str = "auto", field: str | None = None,
         return Padded(_check_dtype(name, inputs), name, mask, lengths, meta, arrays)
     if field is not None:
         raise UsageError(f"--field {field}: {name} is {fmt}, which holds one array: --field "
-                         "picks a field of an npz written by 'maskcli pad --field A --field B'")
+                         "picks a field of an npz written by 'maskcli pad --field A --field B' "
+                         "(-o padded.npz, or --to npz in a pipe)")
     return Padded(_check_dtype(name, _load_dense(name, data, fmt)), name)
 
 
@@ -292,9 +293,17 @@ def _parse_row(name: str, number: int, line: str, fmt: str) -> np.ndarray:
         except RecursionError:
             raise InputError(f"{where(name, number)}: JSON nested too deeply: each line must be "
                              "one array of numbers, or of feature vectors") from None
+        if isinstance(value, dict):  # e.g. the jsonl of 'maskcli pad --field A --field B'
+            keys = ", ".join(map(repr, list(value)[:10])) or "none"
+            raise InputError(f"{where(name, number)}: an object (keys: {keys}), not a padded "
+                             "array: write one padded array per line; padded fields are read "
+                             "from an npz (maskcli pad -o padded.npz, or --to npz in a pipe), "
+                             "which keeps each field under its name")
         if not isinstance(value, list):
-            raise InputError(f"{where(name, number)}: expected a JSON array, got "
-                             f"{type(value).__name__}: write one padded array per line")
+            kind = {str: "a string", bool: "a boolean", type(None): "null"}.get(type(value),
+                                                                                "a number")
+            raise InputError(f"{where(name, number)}: expected a JSON array, got {kind}: "
+                             "write one padded array per line")
     else:
         sep = "\t" if fmt == "tsv" else ","
         value = [cell.strip() for cell in line.split(sep)]
