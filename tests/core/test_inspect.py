@@ -567,6 +567,43 @@ def test_readme_example_display_is_what_the_command_prints():
     assert printed == shown.replace("padded.jsonl  ", "<stdin>  ", 1)
 
 
+def _shell_lines(section: str) -> list[str]:
+    """The command lines of the ```sh blocks of a README section, comments cut."""
+    blocks = [block.split("```", 1)[0] for block in section.split("```sh\n")[1:]]
+    lines = [line.removeprefix(".venv/bin/") for block in blocks for line in block.splitlines()]
+    return [line.split("  #")[0].strip() for line in lines
+            if line.startswith(("maskcli", "printf", "cat", "python -c "))]
+
+
+def test_readme_examples_run(tmp_path):
+    """Every line of the inspect-mask section's examples runs, from a folder where
+    the tour's and the pad section's lines have made the files they name."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    tour = [line for line in _shell_lines(readme.split("## A tour", 1)[1].split("\n## ", 1)[0])
+            if line.startswith("maskcli pad")][:1]
+    pad = [line for line in _shell_lines(readme.split("## maskcli pad", 1)[1].split("\n## ", 1)[0])
+           if "maskcli pad" in line or line.startswith("python -c ")]
+    lines = _shell_lines(readme.split("## maskcli inspect-mask", 1)[1].split("\n## ", 1)[0])
+    assert len(lines) >= 10 and tour
+    bin_dir, work = tmp_path / "bin", tmp_path / "work"
+    bin_dir.mkdir()
+    work.mkdir()
+    for name, command in (("maskcli", f'"{sys.executable}" -m maskcli'),
+                          ("python", f'"{sys.executable}"')):
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    os.symlink(os.path.join(ROOT, "sample_data"), work / "sample_data")
+    setup = "".join(f"{line} > /dev/null 2>&1\n" for line in tour + pad)
+    script = setup + "".join(f"{line}{'' if '>' in line else ' > /dev/null'}\n"
+                             "echo \"rc=$?\" >&2\n" for line in lines)
+    env = {**os.environ, "PYTHONPATH": ROOT, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=300)
+    codes = [line for line in proc.stderr.splitlines() if line.startswith("rc=")]
+    assert codes == ["rc=0"] * len(lines), f"{lines}\n{proc.stderr}"
+
+
 def test_a_closed_pipe_ends_the_display_quietly(tmp_path):
     path = tmp_path / "padded.npy"
     path.write_bytes(npy_bytes(np.ones((3000, 60), dtype=int)))  # more than a pipe buffers
