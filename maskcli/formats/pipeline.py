@@ -94,7 +94,8 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
         chunks: Iterable[Chunk] = opened.chunks
         if save_vocab:
             chunks = list(chunks)
-            vocabulary = build_vocabulary([part for chunk in chunks for part in chunk])
+            vocabulary = build_vocabulary([part for chunk in chunks for part in chunk
+                                           if _mapped(part, chunk)])
             save_vocabulary(vocabulary, outputs.enter_context(atomic_output(save_vocab)))
         chunks = _cast_all(chunks, vocabulary, options, report)
         maxlens = [options.maxlen] * len(each)
@@ -187,13 +188,20 @@ def _cast_all(chunks: Iterable[Chunk], vocabulary: Vocabulary | None, options: P
     for chunk in chunks:
         cast_chunk = []
         for part in chunk:
-            if vocabulary is not None:
+            if vocabulary is not None and _mapped(part, chunk):
                 part, oov = vocabulary.encode(part)
                 report.tokens += len(part.values)
                 report.oov += oov
                 report.oov_token = vocabulary.tokens[1]
             cast_chunk.append(cast(part, options.dtype))
         yield tuple(cast_chunk)
+
+
+def _mapped(part: Ragged, chunk: Chunk) -> bool:
+    """Whether a vocabulary maps this field: a field of strings, or a lone field
+    (its numbers are ids looked up by their text); a field of numbers beside
+    others (a tagger's labels beside its tokens) keeps its numbers."""
+    return len(chunk) == 1 or part.values.dtype.kind == "U"
 
 
 def _at_least_one(chunks: Iterable[Chunk], count: int, options: PadOptions) -> Iterator[Chunk]:

@@ -141,6 +141,25 @@ def test_string_fields_share_one_saved_vocabulary(tmp_path):
     assert result.stdout == '{"src": [3, 4], "tgt": [2, 5, 2]}\n'
 
 
+@pytest.mark.parametrize("option", ["--save-vocab", "--vocab"])
+def test_a_vocabulary_maps_the_tokens_and_leaves_the_labels_alone(tmp_path, option):
+    """A tagger's labels (numbers) beside its tokens (strings) keep their values:
+    neither mapped to token ids nor counted into the vocabulary."""
+    records = [{"tokens": ["[CLS]", "alice", "[SEP]"], "labels": [-100, 1, -100]},
+               {"tokens": ["[CLS]", "bob", "[SEP]", "bob"], "labels": [-100, 0, -100, 2]}]
+    vocab = tmp_path / "vocab.txt"
+    if option == "--vocab":
+        vocab.write_text("\n[UNK]\n[CLS]\n[SEP]\nbob\n")
+    result = invoke(["pad", "--field", "tokens", "--field", "labels", "--value", "labels=-100",
+                     "--padding", "post", option, vocab], input=jsonl(records))
+    assert vocab.read_text().splitlines() == ["", "[UNK]", "[CLS]", "[SEP]", "bob"] + (
+        ["alice"] if option == "--save-vocab" else [])
+    alice = 1 if option == "--vocab" else 5
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"tokens": [2, alice, 3, 0], "labels": [-100, 1, -100, -100]},
+        {"tokens": [2, 4, 3, 4], "labels": [-100, 0, -100, 2]}]
+
+
 def test_str_dtype_with_a_field_value(tmp_path):
     result = invoke(["pad", "--field", "a", "--field", "b", "--dtype", "str", "--value", "<pad>",
                      "--value", "b=-"], input='{"a": ["x"], "b": ["y", "z"]}\n')
