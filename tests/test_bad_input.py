@@ -546,6 +546,12 @@ TABLES = [
                                      "padding_mask"), {"seq.jsonl": SEQUENCES},
          "--mask-as padding_mask adds an array to an npz, but the output is jsonl",
          "write npz (-o padded.npz), or drop --mask-as"),
+    Case("inspect-svg-into-a-missing-folder", inspect("ids.jsonl", "--svg", "{d}/no/mask.svg"),
+         {"ids.jsonl": b"[5, 3, 0]\n[7, 0, 0]\n"},
+         "--svg {d}/no/mask.svg: folder {d}/no does not exist", "create it first"),
+    Case("pad-save-vocab-into-a-missing-folder",
+         pad("words.txt", "--save-vocab", "{d}/no/vocab.txt"), {"words.txt": b"a b\nc\n"},
+         "--save-vocab {d}/no/vocab.txt: folder {d}/no does not exist", "create it first"),
     Case("inspect-field-unknown", inspect("multi.npz", "--field", "labels"),
          {"multi.npz": MULTI_NPZ}, "--field labels: {d}/multi.npz has no field 'labels' "
          "(fields: source, target)", "give one of them"),

@@ -62,18 +62,19 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     from maskcli.core.diagnose import inspect_mask
     from maskcli.core.masks import with_polarity
     from maskcli.formats.arrays import load_padded
-    from maskcli.formats.files import atomic_output, refuse_overwrite
+    from maskcli.formats.files import atomic_output, check_destination, refuse_overwrite
 
     terminal = sys.stdout.isatty()
     fmt = fmt or ("table" if terminal else "json")
     if fmt == "npy" and terminal:
         raise UsageError("--format npy writes binary data: redirect standard output "
                          "(> mask.npy) or use -o mask.npy")
-    targets = [path for path in (output, svg) if path]
+    targets = [(path, option) for path, option in ((output, "-o"), (svg, "--svg")) if path]
     if len(targets) == 2 and os.path.abspath(output) == os.path.abspath(svg):
         raise UsageError(f"-o and --svg both name {output}: give two different files")
-    for target in targets:
-        refuse_overwrite(target, input)
+    for target, option in targets:  # before anything is written, to a file or stdout
+        refuse_overwrite(target, input, option=option)
+        check_destination(target, option)
 
     report = inspect_mask(load_padded(input, field=field), mode=mode, mask_value=mask_value,
                           batch_size=batch_size)
@@ -94,7 +95,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         console = render.make_console(to_stdout=fmt == "table", record=bool(svg))
         render.show(console, report, rows=rows, polarity=polarity, as_int=as_int)
         if svg:
-            with atomic_output(svg) as handle:
+            with atomic_output(svg, "--svg") as handle:
                 handle.write(render.svg(console, report).encode())
     if fmt != "table":
         for diagnostic in report.diagnostics:

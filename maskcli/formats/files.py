@@ -78,8 +78,9 @@ class _Reader:
         return getattr(self._stream, name)
 
 
-def refuse_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
-    """Raise UsageError if ``output`` is the same file as one of ``inputs``."""
+def refuse_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike | None,
+                     option: str = "-o") -> None:
+    """Raise UsageError if ``output`` (given as ``option``) is the same file as one of ``inputs``."""
     out = Path(output)
     if not out.exists():
         return
@@ -89,22 +90,31 @@ def refuse_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike | Non
         with contextlib.suppress(OSError):
             if out.samefile(inp):
                 raise UsageError(
-                    f"-o {output} is the input file itself: write to another path")
+                    f"{option} {output} is the input file itself: write to another path")
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Yield a binary file that becomes ``path`` only if the block succeeds.
-
-    The temporary file lives in the same folder (so the rename is atomic) and
-    is removed on any exception, KeyboardInterrupt included.
-    """
+def check_destination(path: str | os.PathLike, option: str = "-o") -> Path:
+    """Refuse, before any work, a ``path`` (given as ``option``) that cannot be
+    written: a directory, or a file in a folder that does not exist. Return its folder."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise UsageError(f"-o {path} is a directory: give a file name")
+        raise UsageError(f"{option} {path} is a directory: give a file name")
     if not folder.is_dir():
-        raise UsageError(f"-o {path}: folder {folder} does not exist: create it first")
+        raise UsageError(f"{option} {path}: folder {folder} does not exist: create it first")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, option: str = "-o") -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes ``path`` only if the block succeeds.
+
+    The temporary file lives in the same folder (so the rename is atomic) and
+    is removed on any exception, KeyboardInterrupt included. ``option`` names
+    the path in messages.
+    """
+    target = Path(path)
+    folder = check_destination(path, option)
     tmp = None
     try:
         with _interrupts_held():
@@ -112,8 +122,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
                 fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
                                            dir=folder)
             except PermissionError:
-                raise UsageError(f"-o {path}: cannot write in {folder}: permission denied"
-                                 ) from None
+                raise UsageError(f"{option} {path}: cannot write in {folder}: permission "
+                                 "denied") from None
             handle = os.fdopen(fd, "wb")
         with handle:
             yield handle
@@ -126,7 +136,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
         # Reads raise InputError (see _Reader), so an OSError here is a failed
         # write: a full disk, a quota, a file size limit, a failing device.
         if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
-            raise UsageError(f"-o {path}: writing failed ({exc.strerror or exc}): "
+            raise UsageError(f"{option} {path}: writing failed ({exc.strerror or exc}): "
                              "free some space, or write elsewhere") from None
         raise
 

@@ -35,7 +35,13 @@ from maskcli.core.padding import (
     padded_dtype,
 )
 from maskcli.formats import readers, writers
-from maskcli.formats.files import STDIN, atomic_output, open_source, refuse_overwrite
+from maskcli.formats.files import (
+    STDIN,
+    atomic_output,
+    check_destination,
+    open_source,
+    refuse_overwrite,
+)
 from maskcli.formats.vocab import Vocabulary, build_vocabulary, load_vocabulary, save_vocabulary
 
 Chunk = tuple[Ragged, ...]  # one Ragged per field, the same records in each
@@ -96,7 +102,8 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
             chunks = list(chunks)
             vocabulary = build_vocabulary([part for chunk in chunks for part in chunk
                                            if _mapped(part, chunk)])
-            save_vocabulary(vocabulary, outputs.enter_context(atomic_output(save_vocab)))
+            vocab_file = outputs.enter_context(atomic_output(save_vocab, "--save-vocab"))
+            save_vocabulary(vocabulary, vocab_file)
         chunks = _cast_all(chunks, vocabulary, options, report)
         maxlens = [options.maxlen] * len(each)
         if options.maxlen is None:  # each field to its own longest sequence
@@ -162,6 +169,7 @@ def _check_kept(rows: int, chunk: Chunk, each: list[PadOptions], maxlens: list[i
 def _check_paths(input: str, output: str, vocab: str | None, save_vocab: str | None) -> None:
     if output != STDIN:
         refuse_overwrite(output, input, vocab)
+        check_destination(output)  # before reading: the input may take minutes
     if vocab and save_vocab:
         raise UsageError("--vocab and --save-vocab exclude each other: give the vocabulary to "
                          "use, or have one built from the input, not both")
@@ -176,6 +184,7 @@ def _check_paths(input: str, output: str, vocab: str | None, save_vocab: str | N
     except UsageError:
         raise UsageError(f"--save-vocab {save_vocab} is the input file itself: write the "
                          "vocabulary to another path") from None
+    check_destination(save_vocab, "--save-vocab")
 
 
 def _load(path: str) -> Vocabulary:
