@@ -180,9 +180,8 @@ def cast(chunk: Ragged, dtype: np.dtype) -> Ragged:
     if dtype.kind == "f":
         with np.errstate(over="ignore"):  # overflow is reported below, with its place
             converted = values.astype(dtype)
-        if kind == "f":
-            _refuse(chunk, np.isfinite(values) & ~np.isfinite(converted),
-                    f"overflows {dtype}: use the dtype float64 (--dtype float64)")
+        _refuse(chunk, np.isfinite(values) & ~np.isfinite(converted),  # 70000 into float16 too
+                f"overflows {dtype}: use the dtype float64 (--dtype float64)")
         return replace(chunk, values=converted)
     if kind == "f":
         _refuse(chunk, ~np.isfinite(values) | (values != np.trunc(values)),

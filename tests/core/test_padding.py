@@ -161,6 +161,7 @@ def test_nan_pad_value_is_fine_for_floats():
                        "with --vocab FILE or --save-vocab FILE, or keep them with --dtype str"),
     ([["abcdef"]], {"dtype": "<U3"}, "'abcdef' is wider than <U3: use --dtype str"),
     ([[1e300]], {"dtype": "float32"}, "1e+300 overflows float32"),
+    ([[1, 70000]], {"dtype": "float16"}, "step 1): 70000 overflows float16: use the dtype float64"),
     ([[[1, 2, 3], [4, 5, 6]], [[7, 8]]], {"dtype": "float32"},
      "sequence 1, step 0): 2 features among steps with 3 features"),
     ([[[1, 2], 3]], {"dtype": "float32"}, "sequence 0, step 1): a single value among steps with 2"),
