@@ -64,6 +64,9 @@ def check_output(fmt: str, fields: tuple[str, ...], mask_as: str | None) -> None
         raise UsageError(f"{fmt} holds one array, but {len(fields)} fields are padded "
                          f"({', '.join(fields)}): write npz (-o padded.npz), which holds one "
                          "array per field, or jsonl (one object per line)")
+    if mask_as is not None and not mask_as.strip():
+        raise UsageError("--mask-as needs the name to store the mask under, e.g. padding_mask "
+                         "(KerasHub) or attention_mask (Hugging Face)")
     if mask_as is not None and fmt != "npz":
         raise UsageError(f"--mask-as {mask_as} adds an array to an npz, but the output is {fmt}: "
                          "write npz (-o padded.npz), or drop --mask-as")

@@ -186,6 +186,7 @@ def test_mask_as_writes_an_int32_copy_of_the_mask_beside_it(tmp_path, fields):
     (["--mask-as", "attention_mask", "--to", "npy"], "--mask-as attention_mask adds an array to "
      "an npz, but the output is npy: write npz"),
     (["--mask-as", "mask", "--to", "npz"], "--mask-as mask names the mask of the npz"),
+    (["--mask-as", "", "--to", "npz"], "--mask-as needs the name to store the mask under"),
     (["--mask-as", "inputs", "--to", "npz"], "--mask-as inputs names field 'inputs'"),
     (["--field", "a", "--field", "b", "--mask-as", "b", "--to", "npz"],
      "--mask-as b names field 'b' of the npz"),
