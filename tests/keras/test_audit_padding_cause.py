@@ -167,3 +167,28 @@ def test_builtin_transformer_unmasked_leaks_at_its_attention(guide):
                      "json"], exit_code=1)
     cause = json.loads(result.stdout)["cause"]
     assert "padding enters at layer 'attention' (MultiHeadAttention)" in cause
+
+
+def conv_text_classifier():
+    """keras.io's text classification from scratch: two 'valid' convolutions and
+    a max pool over time, no mask."""
+    x = tokens()
+    hidden = layers.Conv1D(8, 3, padding="valid", activation="relu")(layers.Embedding(12, 8)(x))
+    hidden = layers.Conv1D(8, 3, padding="valid", activation="relu")(hidden)
+    hidden = layers.Dense(8, activation="relu")(layers.GlobalMaxPooling1D(name="pool")(hidden))
+    return compiled(keras.Model(x, layers.Dense(1, activation="sigmoid")(hidden)),
+                    "binary_crossentropy")
+
+
+def test_sequences_too_short_to_run_alone_leave_forward_invariance_to_the_extended_batch():
+    # Two of the four sequences (4 and 2 real steps) are shorter than the two
+    # convolutions' 5 steps: alone they cannot run, in the padded batch they do.
+    keras.utils.set_random_seed(0)
+    report = audit_loss(POST, mask=POST != 0, model=conv_text_classifier())
+    assert report.verdict == "leaks" and report.failed == ["forward-invariance"]
+    check = next(check for check in report.checks if check.id == "forward-invariance")
+    assert check.value > 1e-4  # tolerance 1e-5
+    assert "alone without padding 0.000786 (2 sequences)" in check.detail
+    assert "; 2 sequences cannot run alone without their padding (The convolution operation " \
+           "resulted in an empty output" in check.detail
+    assert report.cause.startswith("padding enters at layer 'pool' (GlobalMaxPooling1D)")

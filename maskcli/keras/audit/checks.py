@@ -123,7 +123,7 @@ def forward_invariance(run: AuditRun) -> Check:
         if model is not run.model and not _same(forward(run.inputs)[0], run.out):
             return Check("forward-invariance", "skipped", detail=(
                 f"{reason}, but the rebuilt model's outputs differ from the original's"))
-        alone = _trimmed_alone_diff(run, forward, rows)
+        alone, unrun = _trimmed_alone_diff(run, forward, rows)
         extended, sides = _extra_padding_diff(run, forward, rows)
         if run.batching.size:
             batched.settle(model, run.inputs)
@@ -136,9 +136,13 @@ def forward_invariance(run: AuditRun) -> Check:
     ok = worst <= tolerance
     where = "real steps" if run.time_axis else "sequence outputs"
     inputs = "" if len(batch.per_step) < 2 else f", every per-step input of {len(batch.per_step)}"
+    ran = len(rows) - unrun[0]
     detail = (f"max |diff| at {where}: alone without padding {alone:.3g} "
-              f"({len(rows)} sequences{inputs}), with {EXTRA_PADDING} extra padding steps "
+              f"({ran} sequences{inputs}), with {EXTRA_PADDING} extra padding steps "
               f"({sides}) {extended:.3g}; tolerance {tolerance:.1e}")
+    if unrun[0]:  # e.g. shorter than a 'valid' convolution's kernels: the extended run judges
+        detail += (f"; {unrun[0]} sequences cannot run alone without their padding "
+                   f"({unrun[1]}), only with the extra padding")
     if len(rows) < len(lengths):
         detail += f"; {len(lengths) - len(rows)} all-padding sequences skipped"
     if reason:
@@ -162,13 +166,19 @@ def _same(a, b) -> bool:
                                               atol=FORWARD_RTOL, equal_nan=True)
 
 
-def _trimmed_alone_diff(run: AuditRun, forward, rows) -> float:
+def _trimmed_alone_diff(run: AuditRun, forward, rows) -> tuple[float, tuple[int, str]]:
     """Each sequence run alone, every per-step input trimmed to its real steps
-    (one call per distinct set of lengths), against its outputs in the batch."""
-    worst = 0.0
+    (one call per distinct set of lengths), against its outputs in the batch.
+    Also returns how many sequences could not run so (a model whose 'valid'
+    convolutions need more steps than a short sequence has) and why."""
+    worst, unrun, why = 0.0, 0, ""
     driver = run.batch.paddings.get(run.driver) if run.time_axis else None
     for group, arrays in run.batch.trimmed_groups(rows):
-        alone = forward(run.batch.model_inputs(arrays))[0]
+        try:
+            alone = forward(run.batch.model_inputs(arrays))[0]
+        except Exception as exc:  # the padded batch ran: its padding let them run
+            unrun, why = unrun + len(group), why or models.first_line(exc)
+            continue
         for out, i in zip(alone, group):
             if run.time_axis:
                 # the output's step j is the driving input's j-th real step
@@ -177,7 +187,7 @@ def _trimmed_alone_diff(run: AuditRun, forward, rows) -> float:
                 worst = max(worst, max_diff(out[keep], run.out[i][steps[keep]]))
             else:
                 worst = max(worst, max_diff(out, run.out[i]))
-    return worst
+    return worst, (unrun, why)
 
 
 def _extra_padding_diff(run: AuditRun, forward, rows) -> tuple[float, str]:
