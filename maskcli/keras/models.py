@@ -389,6 +389,11 @@ def _stderr_fd_silenced():
         os.close(devnull)
 
 
+# What TensorFlow wraps an op's error in: "{{function_node __wrapped__AddV2_device_/job:
+# localhost/...}} Incompatible shapes ... [Op:AddV2] name:". Only the middle says anything.
+_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*$")
+
+
 def first_line(error: BaseException | str, empty: str | None = None) -> str:
     """The informative line of an error's message, at most 200 characters.
 
@@ -397,7 +402,8 @@ def first_line(error: BaseException | str, empty: str | None = None) -> str:
     the line below. ``empty`` (default: the exception's class name) stands in
     for a message with no line.
     """
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [_TF_NOISE.sub("", re.sub(r"\x1b\[[0-9;]*m", "", line)).strip()
+             for line in str(error).splitlines()]
     lines = [line for line in lines if line and not line.startswith("Exception encountered")]
     if lines:
         return lines[0][:200]

@@ -282,3 +282,18 @@ def test_keras_hub_models_load_and_need_keras_hub(folder, taggers, monkeypatch):
     with pytest.raises(ModelError, match="built from KerasHub classes and keras_hub is not "
                                          "installed: pip install keras-hub"):
         models.load_model(str(taggers["default"]))
+
+
+def test_an_input_of_another_length_fails_in_one_clean_line():
+    from maskcli.core.errors import ModelError
+
+    arrays = bert_batch()
+    arrays["segment_ids"] = arrays["segment_ids"][:, :5]
+    with pytest.raises(ModelError) as error:
+        audit_loss(arrays, model=bert_tagger())
+    message = str(error.value)
+    # TensorFlow's wrapping ({{function_node __wrapped__AddV2_device_/job:...}} ... [Op:AddV2]
+    # name:) is cut off: what is left says what does not fit, then the fix
+    assert "inputs token_ids (4, 8), segment_ids (4, 5), padding_mask (4, 8)): Incompatible " \
+           "shapes: [4,8,8] vs. [4,5,8]: give inputs that fit the model" in message
+    assert "function_node" not in message and "[Op:" not in message
