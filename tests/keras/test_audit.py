@@ -435,6 +435,28 @@ def test_training_steps_are_reproducible(workdir):
     assert untrained["keras_loss"] != first["keras_loss"]
 
 
+def test_training_a_saved_model_with_dropout_is_reproducible(workdir):
+    """A saved model's Dropout layers draw their seeds when the model loads: each
+    run is a fresh process, whose random state before --seed applies differs."""
+    import random
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.LSTM(4, return_sequences=True, dropout=0.3)(
+        keras.layers.Dropout(0.3)(keras.layers.Embedding(6, 4, mask_zero=True)(tokens)))
+    model = keras.Model(tokens, keras.layers.Dense(1)(hidden))
+    model.compile(loss="mse")
+    model.save(workdir / "dropout.keras")
+    args = [save(workdir, "short.npy", SHORT), "--model", workdir / "dropout.keras",
+            "--train-steps", "3"]
+    reports = []
+    for state in (1, 2):
+        random.seed(state)  # what a fresh process would hold
+        reports.append(audit_json(args))
+    assert reports[0] == reports[1]
+    assert reports[0]["verdict"] == "ignored"
+
+
 def test_targets_of_the_wrong_shape(workdir, example_one):
     x = np.array([[1, 2, 0, 0], [3, 4, 1, 0], [1, 1, 1, 1]])  # ids below its vocabulary of 5
     result = invoke(["audit-loss", save(workdir, "x_vocab5.npy", x),

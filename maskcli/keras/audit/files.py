@@ -83,7 +83,10 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     if model_path:
         check_model_file(model_path)  # a refused file costs no TensorFlow import
     if model_path or imports:
-        models.import_keras(verbose)  # before the user's code imports it, unsafe or not
+        keras = models.import_keras(verbose)  # before the user's code imports it, unsafe or not
+        # Seeded before the model exists: its Dropout layers draw their seeds when they
+        # are loaded, and --train-steps trains with them.
+        keras.utils.set_random_seed(seed)
         models.import_user_code(imports)
     if model_path:
         model = models.load_model(model_path, unsafe=unsafe, verbose=verbose)
