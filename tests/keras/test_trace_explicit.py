@@ -74,6 +74,24 @@ def test_classifier_with_a_nested_backbone_names_the_nested_layer():
                       "layers": [f"{classifier.backbone.name}/transformer_layer_0"]}]
 
 
+def test_a_pooled_classifier_that_masks_explicitly_needs_no_sample_weights(tmp_path):
+    """Its output has no time axis: audit-loss refuses --sample-weight mask for it,
+    so the trace must not recommend it."""
+    import keras_hub
+
+    classifier = keras_hub.models.BertTextClassifier(bert_backbone(), num_classes=2,
+                                                     preprocessor=None)
+    classifier.save(tmp_path / "classifier.keras")
+    np.savez(tmp_path / "batch.npz", **bert_batch())
+    report, stderr = trace_json(["--model", tmp_path / "classifier.keras", tmp_path / "batch.npz"])
+    assert report["ok"] is True and report["leak"] is None
+    assert report["explicit_mask"] == (
+        "the model masks explicitly through its input 'padding_mask' (received by layer "
+        f"'{classifier.backbone.name}/transformer_layer_0'): its output has no time axis, so "
+        "the loss sees whole sequences, never a padded step, and needs no sample weights")
+    assert "--sample-weight mask" not in stderr
+
+
 def test_explicit_mask_through_an_operation_to_an_lstm():
     """padding_mask -> keras.ops.cast -> LSTM(mask=): the cast is an operation,
     the LSTM the layer that receives it."""

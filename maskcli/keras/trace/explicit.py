@@ -29,8 +29,10 @@ def mask_inputs(model, mask_input: str | None = None) -> list[dict]:
     return found
 
 
-def explicit_verdict(found: list[dict]) -> str | None:
-    """One line on how the model masks explicitly, or None without a mask input."""
+def explicit_verdict(found: list[dict], per_step_output: bool = True) -> str | None:
+    """One line on how the model masks explicitly, or None without a mask input.
+    ``per_step_output``: an output of the model keeps the time axis, so its loss
+    sees padded steps (a pooled classifier's does not, and needs no weights)."""
     if not found:
         return None
     received = [item for item in found if item["layers"]]
@@ -38,9 +40,13 @@ def explicit_verdict(found: list[dict]) -> str | None:
         names = ", ".join(f"'{item['name']}'" for item in found)
         return f"the model's mask input {names} reaches no layer: nothing masks the padding"
     parts = [f"input '{item['name']}' (received by {_listed(item['layers'])})" for item in received]
-    return ("the model masks explicitly through its " + " and ".join(parts) + ": no Keras mask "
-            "reaches the output, so the loss needs sample weights, 0 at padding (KerasHub's "
-            "preprocessors give them; maskcli audit-loss --sample-weight mask)")
+    through = "the model masks explicitly through its " + " and ".join(parts)
+    if not per_step_output:
+        return (f"{through}: its output has no time axis, so the loss sees whole sequences, "
+                "never a padded step, and needs no sample weights")
+    return (f"{through}: no Keras mask reaches the output, so the loss needs sample weights, "
+            "0 at padding (KerasHub's preprocessors give them; maskcli audit-loss "
+            "--sample-weight mask)")
 
 
 def _listed(paths: list[str]) -> str:

@@ -131,7 +131,8 @@ def report(rows: list[TraceRow], *, model: str, inputs: list[np.ndarray], input_
     output by design, so only a layer that drops a Keras mask is a leak then.
     """
     leak = first_leak(rows, padded)
-    explicit = explicit_verdict(mask_inputs or [])
+    explicit = explicit_verdict(mask_inputs or [],
+                                any(row.is_output and row.time_axis for row in rows))
     dropped = any(row.status == "drops" and row.kind != "model" for row in rows)
     if explicit and not dropped and any(item["layers"] for item in mask_inputs):
         leak = None
