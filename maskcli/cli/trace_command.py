@@ -82,6 +82,8 @@ def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, impo
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     padded = load_padded(input_path, named=True) if input_path is not None else None
     given = named_input_files(named_inputs)
+    if arch and padded is not None:
+        padded = padded.one_field()  # an npz of several fields: the first, as inspect-mask
     if pad_value is not None:
         pad_value = parse_value(pad_value, "--pad-value")
     elif padded is not None:
@@ -103,6 +105,7 @@ def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, impo
             click.echo(f"Warning: --unsafe: loading {model_path} may run code stored in it",
                        err=True)
         model = models.load_model(model_path, unsafe, verbose)
+        padded = _one_array(model, padded, given)
         if not padded and not given and not trace.walkable(model):
             raise UsageError(f"--model {model_path}: a subclassed model has no input shape to "
                              "make a synthetic batch from: give INPUT, padded data that fits it")
@@ -148,3 +151,16 @@ def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, impo
         return
     click.echo("mask ok: no layer drops it" + (", and it reaches every output with a time axis"
                                                if batch.padded else "") + padding_ok, err=True)
+
+
+def _one_array(model, padded, given):
+    """INPUT for a model that takes one array: an npz of several fields gives
+    its first field (unless an array is named after the model's input), whose
+    pad value is the file's ('meta' value)."""
+    from maskcli.keras.feed import model_inputs
+
+    spec = model_inputs(model)
+    if padded is None or given or (spec is not None and (
+            len(spec.names) > 1 or spec.names[0] in padded.extra)):
+        return padded
+    return padded.one_field()

@@ -37,6 +37,30 @@ class Padded:
             return values[name]
         return self.pad_value
 
+    def one_field(self, skip=()) -> Padded:
+        """This data as the one array of a model that takes one: itself, or for
+        an npz of several fields (``maskcli pad --field A --field B``) read by
+        name, its first field not in ``skip`` (the targets' field), with that
+        field's mask, lengths and pad value, as inspect-mask reads the first
+        field. The other fields stay in ``extra`` (``--targets labels``)."""
+        fields = self.meta.get("fields")
+        if self.inputs is not None or not isinstance(fields, list):
+            return self
+        chosen = next((name for name in fields if name not in skip and name in self.extra), None)
+        if chosen is None:
+            return self
+        masks = self.meta.get("masks") if isinstance(self.meta.get("masks"), dict) else {}
+        own = masks.get(chosen, "mask" if chosen == fields[0] else f"{chosen}_mask")
+        mask, lengths = self.mask, self.lengths
+        if own != "mask":
+            mask, lengths = self.extra.get(own), self.extra.get(f"{chosen}_lengths")
+        inputs = self.extra[chosen]
+        if mask is not None:
+            mask = check_mask(f"{self.source}, field '{chosen}'", mask, inputs)
+        meta = {**self.meta, "value": self.pad_value_of(chosen)}
+        extra = {key: value for key, value in self.extra.items() if key != chosen}
+        return Padded(inputs, self.source, mask, lengths, meta, extra, tuple(fields), chosen)
+
     @property
     def pad_value(self):
         """The pad value recorded by ``maskcli pad``, or None."""

@@ -82,3 +82,39 @@ def test_targets_naming_no_array_of_input_is_a_missing_file(padded):
                      "--targets", "tags"], exit_code=2)
     assert ("--targets tags: no such file, nor an array of" in result.stderr
             and "(it has: input_ids, labels, padding_mask)" in result.stderr)
+
+
+def single_input_tagger(path):
+    """A keras.io-style tagger: one unnamed token input, Embedding(mask_zero) -> LSTM."""
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((None,), dtype="int32")  # named input_layer..., not after a field
+    hidden = keras.layers.LSTM(4, return_sequences=True)(
+        keras.layers.Embedding(128, 8, mask_zero=True)(ids))
+    model = keras.Model(ids, keras.layers.Dense(3)(hidden))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                  ignore_class=-100))
+    model.save(path)
+    return model
+
+
+def test_a_model_of_one_input_reads_the_first_field_that_is_not_the_targets(padded):
+    model = single_input_tagger(padded / "single.keras")
+    result = invoke(["audit-loss", padded / "ner.npz", "--model", padded / "single.keras",
+                     "--targets", "labels", "--format", "json"])
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "ignored" and report["real_steps"] == 13
+    npz = np.load(padded / "ner.npz")
+    assert report["keras_loss"] == pytest.approx(
+        model.evaluate(npz["input_ids"], npz["labels"], verbose=0), rel=1e-6)
+    # the built-in models take one array alike
+    report = json.loads(invoke(["audit-loss", padded / "ner.npz", "--targets", "labels",
+                                "--format", "json"]).stdout)
+    assert report["verdict"] == "ignored" and report["real_steps"] == 13
+    # and so does the trace, as inspect-mask shows the first field
+    trace = json.loads(invoke(["trace-mask", padded / "ner.npz", "--model",
+                               padded / "single.keras", "--format", "json"]).stdout)
+    assert trace["ok"] is True and trace["inputs"][0]["shape"] == [3, 6]
+    trace = json.loads(invoke(["trace-mask", padded / "ner.npz", "--arch", "embedding-gru",
+                               "--format", "json"]).stdout)
+    assert trace["ok"] is True and trace["inputs"][0]["shape"] == [3, 6]

@@ -73,9 +73,6 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     padded = files.padded(input_path) if input_path is not None else None
     given = files.named_inputs(named_inputs)
     source = padded.source if padded is not None else "the --input files"
-    pad_value = (parse_value(mask_value, "--mask-value") if mask_value is not None
-                 else padded.numeric_pad_value("--mask-value") if padded is not None else None)
-    pad_value = 0 if pad_value is None else pad_value
     targets = _targets(targets_path, padded, files)
     weights = _weights(sample_weight, padded, targets_path, files)
 
@@ -91,6 +88,12 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     if model_path:
         model = models.load_model(model_path, unsafe=unsafe, verbose=verbose)
     spec = feed.model_inputs(model) if model is not None else None
+    if padded is not None and not given and (spec is None or (
+            len(spec.names) == 1 and spec.names[0] not in padded.extra)):
+        padded = padded.one_field(skip=(targets_path,))  # the model takes one array
+    pad_value = (parse_value(mask_value, "--mask-value") if mask_value is not None
+                 else padded.numeric_pad_value("--mask-value") if padded is not None else None)
+    pad_value = 0 if pad_value is None else pad_value
     inputs, file_mask = _model_arrays(padded, given, spec, source)
     several = isinstance(inputs, dict) and len(inputs) > 1
     if several and mode is not None:
