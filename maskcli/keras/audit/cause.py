@@ -8,7 +8,6 @@ import numpy as np
 
 from maskcli.core.errors import MaskcliError
 from maskcli.keras import feed, models, trace
-from maskcli.keras.audit import batched
 from maskcli.keras.audit.values import close, equal, show
 from maskcli.keras.audit.weights import weighted_padding
 
@@ -127,21 +126,12 @@ def _reduction(audit: AuditRun) -> str | None:
     share = audit.mask.sum() / audit.mask.size
     keras_loss, all_steps = audit.keras_loss, audit.all_steps_loss
     if audit.weights is not None and audit.spec.kind is not None:
-        steps, weight = audit.mask.size, float(audit.reference_weights().sum())
         if close(keras_loss, all_steps, audit.rtol):
-            return (f"the loss divides the weighted sum by all {steps} steps, padding included "
+            return (f"the loss divides the weighted sum by all {audit.mask.size} steps, padding included "
                     "(Keras' default reduction, sum_over_batch_size, counts steps, not "
                     "weights), so the padding's share shrinks the loss and each batch's "
                     "gradient scale: compile the loss with reduction=\"mean_with_sample_weight\", "
                     "which divides by the weights (the mean over real steps)")
-        weights, real = audit.reference_weights(), audit.mask
-        by_real_steps = batched.combine(
-            [float((weights[part] * audit.per_step[part]).sum() / max(real[part].sum(), 1))
-             for part in audit.slices], audit.slices) + audit.regularization
-        if audit.out_mask is not None and close(keras_loss, by_real_steps, audit.rtol):
-            return (f"the loss divides the weighted sum by the {int(real.sum())} real steps, not "
-                    f"by the sum of the weights ({weight:.6g}; Keras' default reduction): "
-                    "compile the loss with reduction=\"mean_with_sample_weight\"")
     if all_steps is not None and close(keras_loss, all_steps, audit.rtol):
         return (f"the loss divides by all steps, padding included (Keras' loss = masked loss x "
                 f"real share {share:.3f}): divide by the number of real steps instead")

@@ -32,8 +32,10 @@ def loss_parity(run: AuditRun) -> Check:
         how = f"custom loss: reference = the same loss on the {real} real steps alone"
     else:
         mean = "sum" if run.spec.reduction == "sum" else "mean"
-        weighted = "weighted " if run.weights is not None else ""
-        how = (f"reference = {run.spec.name} per step in numpy, {weighted}{mean} over {real} "
+        if run.weights is not None:  # the default reduction divides by the steps, not weights
+            mean = {"sum": "weighted sum", "mean_with_sample_weight": "weighted mean"}.get(
+                run.spec.reduction, "mean of weight x loss")
+        how = (f"reference = {run.spec.name} per step in numpy, {mean} over {real} "
                f"real of {total} steps")
         ignored = run.ignored_steps()
         if ignored is not None and (ignored & run.mask).any():

@@ -91,11 +91,19 @@ def spec_per_step(spec: LossSpec, y_true: np.ndarray, y_pred: np.ndarray) -> np.
                          label_smoothing=spec.label_smoothing, ignore_class=spec.ignore_class)
 
 
-def reduced(spec: LossSpec, losses: np.ndarray, weights: np.ndarray) -> float | None:
+def reduced(spec: LossSpec, losses: np.ndarray, weights: np.ndarray,
+            counted: np.ndarray | None = None) -> float | None:
     """What a correctly masked loss reduces ``losses`` to, with per-step
     ``weights`` that are 0 at every step it leaves out (padding, ignore_class):
     the weighted mean sum(w * loss) / sum(w), or with reduction "sum" the
-    weighted sum. None when no step has a weight."""
+    weighted sum. ``counted`` (True at the steps a masked loss counts: real,
+    label not ignored) gives Keras' default reduction its divisor: it divides
+    the weighted sum by the number of those steps, whatever their weights, as
+    the same loss on the real steps alone does. None when no step counts."""
+    if counted is not None and spec.reduction == "sum_over_batch_size":
+        counted = np.asarray(counted, dtype=bool)  # indexing: NaN at a padded step stays out
+        count = int(counted.sum())
+        return float((weights[counted] * losses[counted]).sum() / count) if count else None
     if np.all(weights == 1):
         return float(losses.sum() if spec.reduction == "sum" else losses.mean())
     if np.isin(weights, (0, 1)).all():  # a mask: the mean (or sum) over the steps it keeps

@@ -345,6 +345,12 @@ class AuditRun:
                              f"{self.source}: {models.first_line(exc)}: check that the targets "
                              "fit the loss") from None
 
+    def counted_steps(self) -> np.ndarray:
+        """True at the steps a correctly masked loss counts: real, and not
+        labelled with the loss' ignore_class."""
+        ignored = self.ignored_steps()
+        return self.mask if ignored is None else self.mask & ~ignored
+
     def reference_weights(self) -> np.ndarray:
         """The weight of each step in the reference loss: the sample weight (1
         without), 0 at padding and at steps whose label the loss ignores."""
@@ -370,8 +376,8 @@ class AuditRun:
             self.all_steps_loss = (self.masked_loss - self.regularization) * share \
                 + self.regularization
             return
-        self.masked_loss = _plus(reduced(self.spec, self.per_step, self.reference_weights()),
-                                 self.regularization)
+        self.masked_loss = _plus(reduced(self.spec, self.per_step, self.reference_weights(),
+                                         self.counted_steps()), self.regularization)
         self.all_steps_loss = weighting.divided_by_all_steps(self.per_step, self.reference_weights()) \
             + self.regularization
         self.unmasked_loss = _plus(reduced(self.spec, self.per_step, np.ones(real.shape)),
@@ -392,7 +398,8 @@ class AuditRun:
         real = self.mask[i]
         if self.spec.kind is not None:
             values = self.per_step[i]
-            masked = reduced(self.spec, values, self.reference_weights()[i])
+            masked = reduced(self.spec, values, self.reference_weights()[i],
+                             self.counted_steps()[i])
             return {"masked_loss": masked, "unmasked_loss": reduced(self.spec, values,
                                                                     np.ones(values.shape))}
         # compiled_loss adds the model's regularization losses; a sample's loss has none.

@@ -39,12 +39,12 @@ def batched_references(run: AuditRun) -> None:
     averaged as ``evaluate`` averages (a batch without a real step counts 0)."""
     real, slices, reg = run.mask, run.slices, run.regularization
     if run.spec.kind is not None:
-        weights, ones = run.reference_weights(), np.ones(real.shape)
+        weights, ones, counted = run.reference_weights(), np.ones(real.shape), run.counted_steps()
         run.masked_loss = _per_batch(run, lambda part: reduced(
-            run.spec, run.per_step[part], weights[part])) + reg
+            run.spec, run.per_step[part], weights[part], counted[part])) + reg
         run.unmasked_loss = _per_batch(run, lambda part: reduced(
             run.spec, run.per_step[part], ones[part])) + reg
-        token_mean = reduced(run.spec, run.per_step, weights)
+        token_mean = reduced(run.spec, run.per_step, weights, counted)
         run.token_mean_loss = None if token_mean is None else token_mean + reg
         run.all_steps_loss = _per_batch(run, lambda part: divided_by_all_steps(
             run.per_step[part], weights[part])) + reg
@@ -114,9 +114,11 @@ def _divisors(run: AuditRun) -> np.ndarray:
     """What each sequence adds to its batch's divisor: its real steps, or (a
     loss that divides by the sample weights) their weights; a step whose label
     the loss ignores counts for nothing."""
-    if run.spec.kind is not None:
+    if run.spec.kind is None:
+        return run.mask.sum(axis=1)
+    if run.spec.reduction == "mean_with_sample_weight":
         return run.reference_weights().sum(axis=1)
-    return run.mask.sum(axis=1)
+    return run.counted_steps().sum(axis=1)
 
 
 def fix(weighting) -> str:
