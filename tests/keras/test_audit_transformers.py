@@ -297,3 +297,15 @@ def test_an_input_of_another_length_fails_in_one_clean_line():
     assert "inputs token_ids (4, 8), segment_ids (4, 5), padding_mask (4, 8)): Incompatible " \
            "shapes: [4,8,8] vs. [4,5,8]: give inputs that fit the model" in message
     assert "function_node" not in message and "[Op:" not in message
+
+
+def test_a_metric_the_weights_never_reach_is_named_beside_the_reduction(batch):
+    arrays, targets, _ = batch
+    model = bert_tagger(metrics=["mae"])  # metrics=, not weighted_metrics=
+    report = audit_loss(arrays, model=model, targets=targets, sample_weight="mask")
+    assert report.failed == ["loss-parity", "metric-parity"]
+    assert report.cause.startswith("the loss divides the weighted sum by all 32 steps")
+    assert report.cause.endswith("; also the sample weights never reach metric mae: Keras "
+                                 "weighs only the metrics compiled as weighted_metrics=, so it "
+                                 "counts padded steps: compile it as weighted_metrics=[...] "
+                                 "instead of metrics=[...]")

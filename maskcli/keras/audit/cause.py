@@ -20,7 +20,22 @@ SAMPLE_WEIGHT_FIX = "pass sample_weight (0 at padding), e.g. --sample-weight mas
 
 def likely_cause(audit: AuditRun, failed: list[str]) -> str:
     """Name the likely cause of the failed checks: the one place where it is
-    decided (a layer-by-layer mask trace can refine the "no mask" case here)."""
+    decided (a layer-by-layer mask trace can refine the "no mask" case here).
+    A metric the sample weights never reach is named too, whatever else failed."""
+    cause = _first_cause(audit, failed)
+    if "metric-parity" in failed and failed != ["metric-parity"] and audit.unweighted_metrics:
+        cause += "; also " + _unweighted_metrics(audit)
+    return cause
+
+
+def _unweighted_metrics(audit: AuditRun) -> str:
+    names = ", ".join(audit.unweighted_metrics)
+    return (f"the sample weights never reach metric {names}: Keras weighs only the "
+            "metrics compiled as weighted_metrics=, so it counts padded steps: compile "
+            "it as weighted_metrics=[...] instead of metrics=[...]")
+
+
+def _first_cause(audit: AuditRun, failed: list[str]) -> str:
     padded = ~audit.mask
     if "target-invariance" in failed and audit.nonfinite_padded_targets:
         return (f"the targets hold NaN or inf at {audit.nonfinite_padded_targets} padded steps, "
@@ -51,10 +66,7 @@ def likely_cause(audit: AuditRun, failed: list[str]) -> str:
             "steps into real ones (convolution, pooling, attention or a bidirectional RNN "
             "without the mask)")
     if failed == ["metric-parity"] and audit.unweighted_metrics:
-        names = ", ".join(audit.unweighted_metrics)
-        return (f"the sample weights never reach metric {names}: Keras weighs only the "
-                "metrics compiled as weighted_metrics=, so it counts padded steps: compile "
-                f"it as weighted_metrics=[...] instead of metrics=[...]")
+        return _unweighted_metrics(audit)
     if failed == ["metric-parity"] and audit.mask_blind_metrics:
         blind = audit.mask_blind_metrics
         return (f"{'metric' if len(blind) == 1 else 'metrics'} {', '.join(blind)} "
