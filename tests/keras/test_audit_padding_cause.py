@@ -192,3 +192,22 @@ def test_sequences_too_short_to_run_alone_leave_forward_invariance_to_the_extend
     assert "; 2 sequences cannot run alone without their padding (The convolution operation " \
            "resulted in an empty output" in check.detail
     assert report.cause.startswith("padding enters at layer 'pool' (GlobalMaxPooling1D)")
+
+
+def test_an_output_whose_length_follows_the_padding_leaks():
+    """A 'valid' convolution tagger: 8 padded steps give 6 output steps, a
+    sequence of 2 alone gives none of them. Every loss check is skipped (which
+    output steps are padding is unknown), and forward-invariance fails."""
+    keras.utils.set_random_seed(0)
+    x = tokens()
+    hidden = layers.Conv1D(4, 3, padding="valid")(layers.Embedding(12, 8)(x))
+    model = compiled(keras.Model(x, layers.Dense(1)(hidden)), "mse")
+    report = audit_loss(POST, mask=POST != 0, model=model)
+    assert report.verdict == "leaks" and report.failed == ["forward-invariance"]
+    assert report.check("forward-invariance").detail.startswith(
+        "the output's shape follows the padded length: a sequence alone without its padding "
+        "gives (4, 1), in the batch (6, 1): padding changes the output")
+    assert report.check("loss-parity").detail == (
+        "the output (shape (4, 6, 1)) has no axis of the inputs' 8 steps: which of its steps "
+        "are padding is unknown")
+    assert "has no time axis" not in " ".join(report.notes)

@@ -129,6 +129,11 @@ def forward_invariance(run: AuditRun) -> Check:
         extended, sides = _extra_padding_diff(run, forward, rows)
         if run.batching.size:
             batched.settle(model, run.inputs)
+    except _LengthFollowed as shapes:  # more padding, more output: padding changes it
+        return Check("forward-invariance", "fail", float("inf"), 0.0, detail=(
+            f"the output's shape follows the padded length: a sequence alone without its "
+            f"padding gives {shapes.args[0]}, in the batch {shapes.args[1]}: padding changes "
+            "the output"))
     except Exception as exc:  # a layer may insist on the original length
         fixed = f"{reason.split(':')[0]} and" if reason else "the model"
         return Check("forward-invariance", "skipped", detail=(
@@ -188,8 +193,18 @@ def _trimmed_alone_diff(run: AuditRun, forward, rows) -> tuple[float, tuple[int,
                 keep = run.mask[i][steps]
                 worst = max(worst, max_diff(out[keep], run.out[i][steps[keep]]))
             else:
-                worst = max(worst, max_diff(out, run.out[i]))
+                worst = max(worst, max_diff(_same_shape(out, run.out[i]), run.out[i]))
     return worst, (unrun, why)
+
+
+class _LengthFollowed(Exception):
+    """A sequence output whose shape changes with the padded length."""
+
+
+def _same_shape(out, reference):
+    if np.shape(out) != np.shape(reference):
+        raise _LengthFollowed(np.shape(out), np.shape(reference))
+    return out
 
 
 def _extra_padding_diff(run: AuditRun, forward, rows) -> tuple[float, str]:
@@ -202,7 +217,7 @@ def _extra_padding_diff(run: AuditRun, forward, rows) -> tuple[float, str]:
             worst = max(worst, max_diff(out[i][real_steps + offsets[run.driver][i]],
                                         real_part(run.out, run.mask, i)))
         else:
-            worst = max(worst, max_diff(out[i], run.out[i]))
+            worst = max(worst, max_diff(_same_shape(out[i], run.out[i]), run.out[i]))
     sides = sorted({"pre" if p else "post" for padding in run.batch.per_step.values()
                     for p in pre_padded_rows(padding)})
     return worst, "/".join(sides)

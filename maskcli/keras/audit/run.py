@@ -305,7 +305,10 @@ class AuditRun:
         else:
             reason = (f"the output (shape {self.out.shape}) has no time axis: the loss sees "
                       "whole sequences, never a padded step")
-            self.notes.append("the output has no time axis: only forward-invariance and "
+            if self.out.ndim >= 3:  # e.g. after a 'valid' convolution: its steps are not the inputs'
+                reason = (f"the output (shape {self.out.shape}) has no axis of the inputs' "
+                          f"{self.mask.shape[1]} steps: which of its steps are padding is unknown")
+            self.notes.append(f"{reason.split(':')[0]}: only forward-invariance and "
                               "metric-parity apply")
             loss_checks = [Check(cid, "skipped", detail=reason) for cid in TIME_AXIS_CHECKS]
         results = loss_checks + [checks.forward_invariance(self), metric_check]
