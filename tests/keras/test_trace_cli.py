@@ -338,3 +338,19 @@ def test_help_loads_neither_tensorflow_nor_rich():
                           timeout=60, cwd=README.parent)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # save()
+def test_an_output_that_cannot_be_compared_is_not_called_padding_ok(tmp_path):
+    """A 'valid' convolution tagger: its output has 2 steps fewer than the input,
+    so its padding effect is not compared, and the verdict must not claim it."""
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.Conv1D(4, 3, padding="valid")(keras.layers.Embedding(20, 4)(tokens))
+    keras.Model(tokens, keras.layers.Dense(1, name="tags")(hidden)).save(tmp_path / "valid.keras")
+    result = invoke(["trace-mask", "--model", tmp_path / "valid.keras", "--format", "json"])
+    rows = {row["path"]: row for row in json.loads(result.stdout)["layers"]}
+    assert rows["tags"]["padding_effect"] is None and rows["tags"]["padding"] is None
+    assert "padding ok" not in result.stderr
+    assert "padding not compared at the output (layer 'tags': its shape follows the padded " \
+           "length, see audit-loss forward-invariance)" in result.stderr
