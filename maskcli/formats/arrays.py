@@ -272,6 +272,12 @@ def _load_dense(name: str, data: bytes, fmt: str) -> np.ndarray:
         if not line.strip():
             continue
         rows.append((number, _parse_row(name, number, line, fmt)))
+    return stack_rows(name, rows)
+
+
+def stack_rows(name: str, rows: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """Padded rows (line number, row) of a jsonl/csv/tsv file as one array;
+    rows of different shapes mean the data is not padded."""
     if not rows:
         raise InputError(f"{name} holds no rows: give padded data, one sequence per line")
     first_line, first = rows[0]

@@ -31,12 +31,12 @@ from __future__ import annotations
 import io
 import math
 import re
-import struct
 import zlib
 from pathlib import Path
 
 from maskcli.core.errors import ModelError
 from maskcli.core.limits import format_bytes, too_big
+from maskcli.formats.zips import member_data_offset
 
 # A real config is kilobytes; Keras reads and parses it whole, before any weight.
 CONFIG_LIMIT = 4 * 2 ** 20
@@ -150,13 +150,11 @@ def _check_layout(raw, infos, label: str) -> dict[int, int]:
             method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
             raise ModelError(f"{what} is compressed with {method}, which Keras never writes and "
                              f"maskcli cannot bound without inflating it: {RESAVE}")
-        raw.seek(info.header_offset)
-        header = raw.read(30)
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        start = member_data_offset(raw, info)
+        if start is None:
             raise ModelError(f"{what} is damaged (no local header where the zip directory "
                              f"points): {RESAVE}")
-        name_size, extra_size = struct.unpack("<2H", header[26:30])
-        starts[id(info)] = info.header_offset + 30 + name_size + extra_size
+        starts[id(info)] = start
         spans.append((info.header_offset, starts[id(info)] + info.compress_size, info.filename))
     spans.sort()
     for (_, end, name), (start, _, other) in zip(spans, spans[1:], strict=False):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import zipfile
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from maskcli.core.errors import InputError, MaskcliError
 from maskcli.core.limits import too_big
+from maskcli.formats.zips import member_data_offset
 
 CHUNK_BYTES = 1 << 20  # rows streamed at a time: about this many bytes (zipfile copies reads)
 NPZ_FIX = "np.savez or 'maskcli pad -o FILE.npz'"
@@ -185,13 +185,11 @@ class NpzMembers:
     def _data_offset(self, info: zipfile.ZipInfo) -> int:
         """Where a stored member's bytes start: after its local file header."""
         with open(self.path, "rb") as handle:
-            handle.seek(info.header_offset)
-            local = handle.read(30)
-        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            start = member_data_offset(handle, info)
+        if start is None:
             raise InputError(f"{self.name} is not a valid npz file (a damaged zip entry for "
                              f"'{info.filename}'): re-save it with {NPZ_FIX}")
-        name_length, extra_length = struct.unpack("<HH", local[26:30])
-        return info.header_offset + 30 + name_length + extra_length
+        return start
 
 
 class _Counting:

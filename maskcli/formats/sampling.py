@@ -36,6 +36,7 @@ from maskcli.formats.arrays import (
     _parse_meta,
     _parse_row,
     sniff_format,
+    stack_rows,
 )
 from maskcli.formats.files import open_source
 from maskcli.formats.partial import NpzMembers, memmap_rows, read_header, stream_rows
@@ -324,16 +325,7 @@ def _text(stream, src, fmt: str, pick: Pick, limit: int | None,
         with open_source(src.path) as again:  # the second pass: the chosen lines
             rows, _ = _parse_lines(_Peeked(b"", again.stream), src.name, fmt,
                                    pick(total, src.name), count=False)
-    if not rows:
-        raise InputError(f"{src.name} holds no rows: give padded data, one sequence per line")
-    first_line, first = rows[0]
-    for number, row in rows:
-        if row.shape != first.shape:
-            raise InputError(
-                f"{where(src.name, number)}: row shape {row.shape} differs from line "
-                f"{first_line}'s {first.shape}: the data is not padded; pad it first with "
-                "'maskcli pad'")
-    return total, np.stack([row for _, row in rows])
+    return total, stack_rows(src.name, rows)
 
 
 def _parse_lines(stream, name: str, fmt: str, wanted: np.ndarray, count: bool):
