@@ -36,6 +36,22 @@ def invoke(args, input=None, exit_code=0, env=None):
     return result
 
 
+def read_terminal(main_fd: int) -> str:
+    """Everything a child wrote to the pseudo-terminal ``main_fd`` until it
+    closed it; closes ``main_fd``."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    return b"".join(chunks).decode(errors="replace")  # a bar may cut a character
+
+
 def assert_clean_error(stderr: str) -> None:
     """An error is one ``Error:`` line and never a traceback."""
     assert "Traceback" not in stderr, stderr

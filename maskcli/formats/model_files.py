@@ -35,7 +35,7 @@ import zlib
 from pathlib import Path
 
 from maskcli.core.errors import ModelError
-from maskcli.core.limits import format_bytes, too_big
+from maskcli.core.limits import format_bytes, memory_limit, too_big
 from maskcli.formats.zips import member_data_offset
 
 # A real config is kilobytes; Keras reads and parses it whole, before any weight.
@@ -50,6 +50,7 @@ _STORED, _DEFLATED = 0, 8  # zip compression methods: Keras stores; a re-zip def
 _METHODS = {12: "bzip2", 14: "lzma", 93: "zstandard"}
 _CHUNK = 2 ** 20  # bytes read, or inflated, at a time
 SUFFIXES = (".keras", ".h5", ".hdf5")
+_PASSED: set[tuple] = set()  # files (path, inode, size, mtime, memory) that passed in this process
 RESAVE = "give a file saved with model.save('model.keras')"
 SMALLER = "give a smaller model, or run maskcli on a machine with more memory"
 
@@ -69,12 +70,19 @@ def check_model_file(path: str, label: str | None = None) -> None:
     if p.suffix not in SUFFIXES:
         raise ModelError(f"{label}: not a .keras file: save the model with "
                          "model.save('model.keras')")
+    # The commands check a file before TensorFlow loads, and load_model checks
+    # again just before Keras reads it: the same unchanged file passes once.
+    stat = p.stat()
+    identity = (str(p.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, memory_limit())
+    if identity in _PASSED:
+        return
     if p.suffix == ".keras":
         _check_keras_archive(p, label)
     else:
         from maskcli.formats.model_h5 import check_legacy_h5
 
         check_legacy_h5(p, label)
+    _PASSED.add(identity)
 
 
 # --- .keras: a zip ------------------------------------------------------------------

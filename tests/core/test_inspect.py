@@ -18,7 +18,7 @@ from maskcli import MaskReport, inspect_mask
 from maskcli.core.diagnose import DIAGNOSTICS, LOCATIONS
 from maskcli.core.errors import InputError
 from maskcli.formats.arrays import Padded
-from tests.conftest import invoke
+from tests.conftest import invoke, read_terminal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POST = np.array([[1, 2, 3, 0], [4, 5, 0, 0], [6, 0, 0, 0]])
@@ -496,17 +496,8 @@ def run_in_terminal(*args) -> tuple[int, str]:
     proc = subprocess.Popen([sys.executable, "-m", "maskcli", *map(str, args)], cwd=ROOT,
                             stdout=child_fd, stderr=child_fd, stdin=subprocess.DEVNULL, env=env)
     os.close(child_fd)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main_fd, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main_fd)
-    return proc.wait(timeout=60), b"".join(chunks).decode()
+    shown = read_terminal(main_fd)
+    return proc.wait(timeout=60), shown
 
 
 def test_terminal_gets_the_table_and_refuses_binary(tmp_path):

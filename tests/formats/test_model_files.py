@@ -202,6 +202,23 @@ def test_a_member_named_with_dots_inside_the_root_is_accepted(tmp_path):
     assert check_model_file(str(path)) is None
 
 
+def test_a_file_that_passed_is_read_once_and_again_once_changed(tmp_path, monkeypatch):
+    """audit-loss checks a model before TensorFlow loads and load_model checks
+    it again: an unchanged file is read once; a file rewritten since is read anew."""
+    path = write(tmp_path, "model.keras", keras_zip(("model.weights.h5", crafted.h5_bytes(
+        lambda h5: None))))
+    reads = []
+    check = model_files._check_keras_archive
+    monkeypatch.setattr(model_files, "_check_keras_archive",
+                        lambda *args: reads.append(args) or check(*args))
+    check_model_file(str(path))
+    check_model_file(str(path))
+    assert len(reads) == 1
+    path.write_bytes(keras_zip(("../evil.txt", b"x")))
+    assert "lies outside the archive's root" in refusal(path)
+    assert len(reads) == 2
+
+
 def test_overlapping_members_are_refused(tmp_path):
     """Two directory entries on the same data: the trick of zip bombs that
     inflate one stream many times over."""

@@ -15,7 +15,7 @@ import pytest
 from maskcli.core.batching import token_weights
 from maskcli.keras import models
 from maskcli.keras.audit import audit_loss, batched, synthetic_targets
-from tests.conftest import invoke
+from tests.conftest import invoke, read_terminal
 
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
@@ -282,20 +282,11 @@ def _on_a_terminal(*args) -> str:
                             stdin=subprocess.DEVNULL,
                             env={**os.environ, "COLUMNS": "80", "NO_COLOR": "1"})
     os.close(child_fd)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main_fd, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main_fd)
+    shown = read_terminal(main_fd)
     stdout = proc.stdout.read()
     assert proc.wait(timeout=120) == 0
     json.loads(stdout)  # standard output is the report, untouched by the bar
-    return b"".join(chunks).decode(errors="replace")
+    return shown
 
 
 def test_progress_bar_on_a_terminal_and_not_with_quiet(tmp_path):
