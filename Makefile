@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pad.py
 	$(BIN)/python benchmarks/bench_parquet.py
 	$(BIN)/python benchmarks/bench_audit.py
+	$(BIN)/python benchmarks/bench_pack.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -11,11 +11,12 @@ from maskcli import __version__
 from maskcli.cli.audit_command import audit_loss
 from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED, InputFailure, main
 from maskcli.cli.inspect_command import inspect_mask_command
+from maskcli.cli.pack_command import pack
 from maskcli.cli.pad_command import pad
 from maskcli.cli.trace_command import trace_mask
 
-for command in (pad, inspect_mask_command, audit_loss, trace_mask):
+for command in (pad, pack, inspect_mask_command, audit_loss, trace_mask):
     main.add_command(command)
 
 __all__ = ["ARCH_NAMES", "LOSS_NAMES", "SEED", "InputFailure", "__version__", "audit_loss",
-           "inspect_mask_command", "main", "pad", "trace_mask"]
+           "inspect_mask_command", "main", "pack", "pad", "trace_mask"]

@@ -1,0 +1,367 @@
+"""Packing documents into rows of exactly ``length`` steps, vectorised with numpy.
+
+Instead of padding every document to one length, several documents share a
+row. Documents are placed by *best-fit decreasing* (BFD): longest first, each
+into the open row with the least room that still holds it, a new row when
+none does. Placement happens over a *window* of ``window`` consecutive
+documents at a time, so memory stays bounded and the input streams; rows are
+not shared between windows.
+
+The result is the seqio layout (also maxtext's and big_vision's), per field
+``NAME``:
+
+- ``NAME``: the tokens, the pad value after the row's last document;
+- ``NAME_segment_ids``: 1..k for the row's k documents, in input order, and
+  0 at padding;
+- ``NAME_positions``: 0.. within each document, 0 at padding.
+
+Several fields of one record (``input_ids`` and ``labels``) are one document:
+they must have the same length and travel together.
+
+BFD is exact and needs no per-document loop: documents of one length are
+placed together. Room left in a row only shrinks, so once the fullest row
+that fits a document of length ``s`` is chosen, it stays the best fit for the
+following documents of length ``s`` until its room drops below ``s``: it
+takes ``room // s`` of them at once. Ties between rows of equal room go to
+the row opened first; documents of equal length are placed in input order.
+The result depends only on the input, never on how it was read in chunks.
+
+A document longer than ``length`` is split into pieces of ``length`` steps
+(``overflow="split"``, each piece its own document, positions from 0) or
+truncated to its first ``length`` steps (``"truncate"``). Empty documents
+hold no step and are skipped (counted).
+
+The function API, for code building on it (a sharded or Arrow packer):
+
+- :func:`best_fit_decreasing` places lengths into rows (the placement only);
+- :func:`pack_window` packs one window of ragged fields into
+  :class:`PackedRows`;
+- :class:`Packer` streams chunks of ragged fields through windows;
+- :func:`pack_sequences` packs Python lists, for notebooks and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from maskcli.core.errors import InputError, UsageError
+from maskcli.core.padding import Ragged
+
+DEFAULT_WINDOW = 100_000  # documents placed together: fill >= 0.999 at 1-99 into 1024
+OVERFLOWS = ("split", "truncate")
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    """Validated packing options."""
+
+    length: int
+    window: int = DEFAULT_WINDOW
+    overflow: str = "split"
+
+    def __post_init__(self):
+        for name, value in (("length", self.length), ("window", self.window)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise UsageError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if self.overflow not in OVERFLOWS:
+            raise UsageError(f"overflow {self.overflow!r} is not understood: use 'split' or "
+                             "'truncate'")
+
+
+def best_fit_decreasing(lengths, capacity: int) -> tuple[np.ndarray, int]:
+    """Place documents of ``lengths`` (each 1..``capacity``) into rows of
+    ``capacity`` steps by best-fit decreasing: return the row of each document
+    (rows numbered in the order they are opened) and the number of rows.
+
+    >>> best_fit_decreasing([3, 5, 2, 4], 8)
+    (array([0, 0, 1, 1]), 2)
+    """
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    if len(lengths) and (lengths.min() < 1 or lengths.max() > capacity):
+        raise UsageError(f"lengths must be 1..{capacity} to be packed into rows of {capacity}")
+    order = np.argsort(-lengths, kind="stable")  # longest first; ties in input order
+    sorted_lengths = lengths[order]
+    run_starts = np.flatnonzero(np.diff(sorted_lengths, prepend=-1))
+    run_ends = np.append(run_starts[1:], len(lengths))
+    row_of_sorted = np.empty(len(lengths), dtype=np.int64)
+    room = np.empty(0, dtype=np.int64)  # per open row
+    for start, end in zip(run_starts.tolist(), run_ends.tolist()):
+        size, count = int(sorted_lengths[start]), end - start
+        rows = np.flatnonzero(room >= size)
+        taken = []
+        if len(rows):
+            rows = rows[np.argsort(room[rows], kind="stable")]  # fullest first, then oldest
+            takes = room[rows] // size
+            enough = np.cumsum(takes) >= count
+            if enough.any():  # the rows up to the first that makes up the count
+                last = int(np.argmax(enough))
+                rows, takes = rows[:last + 1], takes[:last + 1].copy()
+                takes[-1] -= int(takes.sum()) - count
+            room[rows] -= takes * size
+            taken.append(np.repeat(rows, takes))
+            count -= int(takes.sum())
+        if count:  # new rows, each taking as many as fit
+            per_row = capacity // size
+            new = -(-count // per_row)
+            takes = np.full(new, per_row, dtype=np.int64)
+            takes[-1] = count - per_row * (new - 1)
+            taken.append(np.repeat(np.arange(len(room), len(room) + new), takes))
+            room = np.concatenate([room, capacity - takes * size])
+        row_of_sorted[start:end] = np.concatenate(taken) if len(taken) > 1 else taken[0]
+    row_of = np.empty_like(row_of_sorted)
+    row_of[order] = row_of_sorted
+    return row_of, len(room)
+
+
+@dataclass
+class PackedRows:
+    """Packed rows of one window.
+
+    ``fields`` maps each field name to its tokens, shape ``(rows, length) +
+    step shape``; ``segment_ids`` and ``positions`` (int32, ``(rows,
+    length)``) are shared by every field. ``documents`` is the input index of
+    each packed document (a piece of a split one keeps its document's index),
+    in row order; ``lengths`` their lengths and ``counts`` the documents per
+    row, so ``documents`` splits into rows by ``counts``.
+    """
+
+    fields: dict[str, np.ndarray]
+    segment_ids: np.ndarray
+    positions: np.ndarray
+    documents: np.ndarray
+    lengths: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.segment_ids)
+
+    @property
+    def real_steps(self) -> int:
+        return int(self.lengths.sum())
+
+
+@dataclass
+class PackReport:
+    """Counts over everything packed, for the messages on stderr."""
+
+    documents: int = 0  # input documents (records)
+    rows: int = 0
+    real_steps: int = 0
+    length: int = 0
+    empty: int = 0  # documents with no step, skipped
+    overflowed: int = 0  # documents longer than ``length``
+    cut_steps: int = 0  # steps dropped by truncation
+    pieces: int = 0  # extra documents made by splitting
+
+    @property
+    def cells(self) -> int:
+        return self.rows * self.length
+
+    @property
+    def fill(self) -> float:
+        """Real steps over the cells of the packed rows (1.0: no padding)."""
+        return self.real_steps / self.cells if self.cells else 1.0
+
+
+def pack_window(chunk: Sequence[Ragged], names: Sequence[str], options: PackOptions,
+                pad_values: Sequence, first: int = 0,
+                report: PackReport | None = None) -> PackedRows:
+    """Pack one window: ``chunk`` holds one :class:`Ragged` per field (the
+    same documents in each, already cast), ``pad_values`` each field's pad
+    value, ``first`` the input index of the window's first document."""
+    length = options.length
+    lengths = _same_lengths(chunk, names)
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    documents = np.arange(first, first + len(lengths), dtype=np.int64)
+    report = report if report is not None else PackReport()
+    report.documents += len(lengths)
+    report.length = length
+    long = lengths > length
+    report.overflowed += int(long.sum())
+    if long.any() and options.overflow == "split":
+        pieces = np.maximum(-(-lengths // length), 1)  # an empty document stays one, to be counted
+        report.pieces += int(pieces.sum()) - len(lengths)
+        documents = np.repeat(documents, pieces)
+        piece_starts = np.repeat(starts, pieces)
+        within = np.arange(len(documents)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        piece_starts += within * length
+        lengths = np.minimum(np.repeat(lengths, pieces) - within * length, length)
+        starts = piece_starts
+    elif long.any():
+        report.cut_steps += int((lengths[long] - length).sum())
+        lengths = np.minimum(lengths, length)
+    real = lengths > 0
+    report.empty += int((~real).sum())
+    if not real.all():
+        documents, starts, lengths = documents[real], starts[real], lengths[real]
+    row_of, rows = best_fit_decreasing(lengths, length)
+    in_rows = np.argsort(row_of, kind="stable")  # row by row, input order within a row
+    documents, starts, lengths = documents[in_rows], starts[in_rows], lengths[in_rows]
+    counts = np.bincount(row_of, minlength=rows)
+    packed = _layout(chunk, names, lengths, starts, counts, length, pad_values)
+    report.rows += rows
+    report.real_steps += int(lengths.sum())
+    return PackedRows(packed[0], packed[1], packed[2], documents, lengths, counts)
+
+
+def _same_lengths(chunk: Sequence[Ragged], names: Sequence[str]) -> np.ndarray:
+    lengths = chunk[0].lengths
+    for name, part in zip(names[1:], chunk[1:]):
+        differ = np.flatnonzero(part.lengths != lengths)
+        if len(differ):
+            at = int(differ[0])
+            raise InputError(
+                f"{part.place(at)}: field {name!r} has {int(part.lengths[at])} steps but "
+                f"{names[0]!r} has {int(lengths[at])}: packed fields travel together, so each "
+                "record needs the same length in every field (pack the fields separately)")
+    return lengths.astype(np.int64, copy=False)
+
+
+def _layout(chunk, names, lengths, starts, counts, length, pad_values):
+    """The packed arrays, built by gathers and repeats over *runs*: each row
+    is its documents in turn, then one run of padding (perhaps empty). No
+    boolean scatter over the cells, no loop over rows.
+    """
+    rows, documents = len(counts), len(lengths)
+    fill = np.zeros(rows, dtype=np.int64)
+    if rows:
+        np.add.reduceat(lengths, np.cumsum(counts) - counts, out=fill)
+    row_of = np.repeat(np.arange(rows), counts)
+    doc_runs = np.arange(documents) + row_of  # every earlier row added one padding run
+    pad_runs = np.cumsum(counts) + np.arange(rows)
+    run_lengths = np.empty(documents + rows, dtype=np.int64)
+    run_lengths[doc_runs], run_lengths[pad_runs] = lengths, length - fill
+    run_starts = np.cumsum(run_lengths) - run_lengths  # in the cells, row-major
+    sources = np.zeros(documents + rows, dtype=np.int64)  # padding reads step 0, then is set
+    sources[doc_runs] = starts
+    cells = rows * length
+    # positions within each run; int64 source indices, which np.take uses as they are
+    small = np.int32 if cells < 2**31 else np.int64
+    within = _arange(cells, small) - np.repeat(run_starts.astype(small), run_lengths)
+    gather = np.repeat(sources - run_starts, run_lengths)
+    gather += _arange(cells, np.int64)
+    pad_cells = _padding_cells(fill, length)
+    first_of_row = np.cumsum(counts) - counts
+    rank = np.arange(documents) - np.repeat(first_of_row, counts)  # 0.. within a row
+    run_ids = np.zeros(documents + rows, dtype=np.int32)
+    run_ids[doc_runs] = rank + 1
+    fields = {}
+    for name, part, value in zip(names, chunk, pad_values):
+        # padding cells read any step ("wrap" keeps them in range), then get the pad value
+        tokens = np.take(part.values, gather, axis=0, mode="wrap")
+        tokens[pad_cells] = value
+        fields[name] = tokens.reshape((rows, length) + part.values.shape[1:])
+    segment_ids = np.repeat(run_ids, run_lengths).reshape(rows, length)
+    positions = within.astype(np.int32, copy=False)
+    positions[pad_cells] = 0
+    return fields, segment_ids, positions.reshape(rows, length)
+
+
+_ARANGES: dict = {}
+
+
+def _arange(count: int, dtype) -> np.ndarray:
+    """``np.arange(count)``, from a kept one that grows (windows reuse it)."""
+    kept = _ARANGES.get(dtype)
+    if kept is None or len(kept) < count:
+        kept = _ARANGES[dtype] = np.arange(max(count, 1 << 16), dtype=dtype)
+    return kept[:count]
+
+
+def _padding_cells(fill: np.ndarray, length: int) -> np.ndarray:
+    """The flat indices of the padding cells: the end of each row."""
+    gaps = length - fill
+    ends = (np.arange(len(fill), dtype=np.int64) + 1) * length
+    return np.arange(int(gaps.sum())) + np.repeat(ends - np.cumsum(gaps), gaps)
+
+
+class Packer:
+    """Pack a stream of chunks (one :class:`Ragged` per field each) window by
+    window: ``pack(chunks)`` yields :class:`PackedRows`; ``report`` counts.
+
+    Windows hold exactly ``options.window`` documents (the last fewer),
+    whatever the chunk sizes, so the result depends on the input alone.
+    """
+
+    def __init__(self, names: Sequence[str], options: PackOptions, pad_values: Sequence):
+        self.names, self.options, self.pad_values = tuple(names), options, tuple(pad_values)
+        self.report = PackReport(length=options.length)
+
+    def pack(self, chunks: Iterable[Sequence[Ragged]]) -> Iterator[PackedRows]:
+        pending: list[Sequence[Ragged]] = []
+        held = 0
+        first = 0
+        for chunk in chunks:
+            pending.append(chunk)
+            held += len(chunk[0].lengths)
+            while held >= self.options.window:
+                window, rest = _split(pending, self.options.window)
+                yield self._window(window, first)
+                first += self.options.window
+                pending, held = ([rest] if rest is not None else []), held - self.options.window
+        if held or not first:
+            yield self._window(_split(pending, held)[0] if pending else None, first)
+
+    def _window(self, window, first: int) -> PackedRows:
+        if window is None:  # no documents at all
+            window = [Ragged(np.empty(0), np.zeros(0, np.int64))] * len(self.names)
+        return pack_window(window, self.names, self.options, self.pad_values, first, self.report)
+
+
+def _split(pending: list[Sequence[Ragged]], count: int):
+    """The first ``count`` documents of the pending chunks as one chunk, and the rest."""
+    fields = len(pending[0])
+    joined = [_join([chunk[index] for chunk in pending]) for index in range(fields)]
+    if len(joined[0].lengths) == count:
+        return joined, None
+    head, rest = [], []
+    for part in joined:
+        steps = int(part.lengths[:count].sum())
+        head.append(Ragged(part.values[:steps], part.lengths[:count], part.source, part.first,
+                           None if part.lines is None else part.lines[:count], part.unit))
+        rest.append(Ragged(part.values[steps:], part.lengths[count:], part.source,
+                           part.first + count,
+                           None if part.lines is None else part.lines[count:], part.unit))
+    return head, rest
+
+
+def _join(parts: list[Ragged]) -> Ragged:
+    if len(parts) == 1:
+        return parts[0]
+    lines = None if any(part.lines is None for part in parts) else np.concatenate(
+        [part.lines for part in parts])
+    return Ragged(np.concatenate([part.values for part in parts]),
+                  np.concatenate([part.lengths for part in parts]), parts[0].source,
+                  parts[0].first, lines, parts[0].unit)
+
+
+def pack_sequences(sequences, length: int, *, window: int = DEFAULT_WINDOW,
+                   overflow: str = "split", value=0, dtype="int32") -> dict[str, np.ndarray]:
+    """Pack Python sequences into rows of ``length``: the seqio arrays
+    ``inputs``, ``inputs_segment_ids`` and ``inputs_positions``.
+
+    >>> packed = pack_sequences([[1, 2, 3], [4, 5], [6]], 4)
+    >>> packed["inputs"].tolist(), packed["inputs_segment_ids"].tolist()
+    ([[1, 2, 3, 6], [4, 5, 0, 0]], [[1, 1, 1, 2], [1, 1, 0, 0]])
+    """
+    sequences = [list(sequence) for sequence in sequences]
+    lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
+    steps = [step for sequence in sequences for step in sequence]
+    values = np.asarray(steps, dtype=dtype) if steps else np.empty(0, dtype=dtype)
+    packer = Packer(("inputs",), PackOptions(length, window, overflow), (value,))
+    return seqio_arrays(list(packer.pack([(Ragged(values, lengths),)])))
+
+
+def seqio_arrays(windows: list[PackedRows]) -> dict[str, np.ndarray]:
+    """The windows' rows stacked into the seqio arrays of every field."""
+    arrays = {}
+    for name in windows[0].fields:
+        arrays[name] = np.concatenate([window.fields[name] for window in windows])
+        arrays[f"{name}_segment_ids"] = np.concatenate([w.segment_ids for w in windows])
+        arrays[f"{name}_positions"] = np.concatenate([w.positions for w in windows])
+    return arrays

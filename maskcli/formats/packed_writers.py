@@ -1,0 +1,210 @@
+"""Writing packed rows: npz, one npy per array, jsonl or Parquet.
+
+Each window of packed rows arrives as a dict of arrays (see
+:mod:`maskcli.core.packed_layout`), the same names every time.
+
+- ``jsonl``: one object per packed row, streamed as windows arrive.
+- ``npz``: one array per name plus ``meta`` (a 0-d JSON string), kept until
+  the end, then written in one pass (stored, not compressed).
+- ``npy``: a folder holding ``NAME.npy`` per array and ``meta.json``, built
+  in a temporary folder beside it and renamed into place at the end.
+- ``parquet``: one list column per array, a row group per window; pyarrow
+  is imported only for it.
+
+``cu_seqlens`` has a length per row: a list per row in jsonl and Parquet,
+rows filled out with their last offset in npz and npy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from maskcli.core.errors import UsageError
+from maskcli.core.limits import too_big
+from maskcli.core.packed_layout import rectangular
+from maskcli.formats.fastformat import IntRows
+from maskcli.formats.files import STDIN, atomic_output
+from maskcli.formats.writers import _write_npy
+
+PACK_FORMATS = ("auto", "jsonl", "npz", "npy", "parquet")
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".npz": "npz", ".parquet": "parquet",
+               ".pq": "parquet"}
+
+
+def pack_format(path: str, fmt: str = "auto") -> str:
+    """The output format: ``fmt``, else by the extension of ``path`` (a
+    folder, or a name ending in ``/``, is npy); jsonl on standard output."""
+    if fmt != "auto":
+        if fmt not in PACK_FORMATS:
+            raise UsageError(f"unknown output format {fmt!r}: use one of {', '.join(PACK_FORMATS)}")
+        if fmt == "npy" and path == STDIN:
+            raise UsageError("--to npy writes a folder of .npy files: give it with -o FOLDER")
+        return fmt
+    if path == STDIN:
+        return "jsonl"
+    suffix = Path(path).suffix.lower()
+    if suffix in _EXTENSIONS:
+        return _EXTENSIONS[suffix]
+    if path.endswith(("/", os.sep)) or Path(path).is_dir():
+        return "npy"
+    raise UsageError(f"-o {path}: cannot tell the format from the extension {suffix or '(none)'}: "
+                     "name the file .jsonl, .npz or .parquet, end a folder for .npy files "
+                     "with /, or give --to")
+
+
+@contextlib.contextmanager
+def open_packed_writer(output: str, fmt: str, stdout: BinaryIO) -> Iterator:
+    """A writer with ``write(arrays)`` per window and ``close(meta)``; the
+    output appears only if the block succeeds."""
+    if fmt == "npy":
+        with _atomic_folder(output) as folder:
+            yield _KeptWriter(folder, "npy")
+        return
+    if output == STDIN:
+        writer = _writer(stdout, fmt)
+        yield writer
+        return
+    with atomic_output(output) as stream:
+        yield _writer(stream, fmt)
+
+
+def _writer(stream: BinaryIO, fmt: str):
+    if fmt == "jsonl":
+        return _JsonlWriter(stream)
+    if fmt == "parquet":
+        return _ParquetWriter(stream)
+    return _KeptWriter(stream, "npz")
+
+
+class _JsonlWriter:
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.ints = IntRows(", ", brackets=True)
+
+    def write(self, arrays: dict) -> None:
+        columns = []
+        for array in arrays.values():
+            if isinstance(array, tuple):  # cu_seqlens: a list per row
+                offsets, sizes = array
+                rows = np.split(offsets, np.cumsum(sizes)[:-1]) if len(sizes) else []
+                columns.append([str(row.tolist()) for row in rows])
+                continue
+            text = self.ints.format(array)
+            columns.append(text.decode().splitlines() if text is not None
+                           else [json.dumps(row) for row in array.tolist()])
+        keys = [json.dumps(name) + ": " for name in arrays]
+        lines = ["{" + ", ".join(key + str(row) for key, row in zip(keys, record)) + "}\n"
+                 for record in zip(*columns)]
+        self.stream.write("".join(lines).encode())
+
+    def close(self, meta: dict) -> None:
+        """Rows carry no metadata."""
+
+
+class _KeptWriter:
+    """npz into a stream, or npy files into a folder: windows are kept, then
+    written once their total row count is known."""
+
+    def __init__(self, target, fmt: str):
+        self.target, self.fmt = target, fmt
+        self.parts: dict[str, list] = {}
+        self.kept = 0
+
+    def write(self, arrays: dict) -> None:
+        for name, array in arrays.items():
+            self.parts.setdefault(name, []).append(array)
+            self.kept += sum(part.nbytes for part in array) if isinstance(array, tuple) \
+                else array.nbytes
+        over = too_big(self.kept)
+        if over:
+            raise UsageError(f"the packed rows kept for the {self.fmt} output take {over}: "
+                             "write jsonl or Parquet, which stream")
+
+    def close(self, meta: dict) -> None:
+        arrays = {name: _stacked(parts) for name, parts in self.parts.items()}
+        meta_text = json.dumps(meta)
+        if self.fmt == "npy":
+            for name, (parts, dtype) in arrays.items():
+                with open(os.path.join(self.target, f"{name}.npy"), "wb") as stream:
+                    _write_npy(stream, parts, dtype)
+            Path(self.target, "meta.json").write_text(meta_text + "\n")
+            return
+        import zipfile
+
+        meta_array = np.array(meta_text)
+        arrays["meta"] = ([meta_array], meta_array.dtype)
+        with zipfile.ZipFile(self.target, "w", compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as archive:
+            for name, (parts, dtype) in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    _write_npy(member, parts, dtype)
+
+
+def _stacked(parts: list) -> tuple[list[np.ndarray], np.dtype]:
+    """The parts of one array, ready to be written as one: ``cu_seqlens``
+    pairs become rows as wide as the widest."""
+    if isinstance(parts[0], tuple):
+        width = max((int(sizes.max()) for _, sizes in parts if len(sizes)), default=1)
+        parts = [rectangular(offsets, sizes, width) for offsets, sizes in parts]
+    return parts, np.result_type(*(part.dtype for part in parts))
+
+
+class _ParquetWriter:
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.writer = None
+
+    def write(self, arrays: dict) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = []
+        for array in arrays.values():
+            if isinstance(array, tuple):
+                offsets, sizes = array
+                bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+                columns.append(pa.ListArray.from_arrays(bounds, offsets))
+                continue
+            rows, length = array.shape[:2]
+            flat = array.reshape(rows * length, -1) if array.ndim > 2 else array.reshape(-1)
+            values = pa.array(flat) if flat.ndim == 1 else pa.FixedSizeListArray.from_arrays(
+                pa.array(flat.reshape(-1)), flat.shape[1])
+            bounds = np.arange(0, rows * length + 1, length, dtype=np.int32)
+            columns.append(pa.ListArray.from_arrays(bounds, values))
+        table = pa.Table.from_arrays(columns, names=list(arrays))
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.stream, table.schema)
+        self.writer.write_table(table)
+
+    def close(self, meta: dict) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextlib.contextmanager
+def _atomic_folder(path: str) -> Iterator[str]:
+    """A temporary folder beside ``path`` that becomes ``path`` on success."""
+    target = Path(path.rstrip("/" + os.sep) or path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"-o {path} already exists and is not an empty folder: give a new "
+                         "folder name for the .npy files")
+    if not target.parent.is_dir():
+        raise UsageError(f"-o {path}: folder {target.parent} does not exist: create it first")
+    tmp = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        yield tmp
+        if target.exists():
+            target.rmdir()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

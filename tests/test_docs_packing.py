@@ -1,0 +1,49 @@
+"""docs/packing.md as it stands: each shell example prints what the page
+shows, and each Python line prints the value in its comment."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import invoke
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = (ROOT / "docs" / "packing.md").read_text()
+# A shell block, the text block of its standard output, and optionally the
+# text block of its standard error ("on standard error:" in between).
+EXAMPLE = re.compile(r"```sh\n(.*?)```\s*```text\n(.*?)```(?:\s*and on standard error:\s*"
+                     r"```text\n(.*?)```)?", re.S)
+
+
+def examples():
+    return EXAMPLE.findall(PAGE)
+
+
+@pytest.mark.parametrize("command, stdout, stderr", examples())
+def test_each_shell_example_prints_what_the_page_shows(command, stdout, stderr, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = shlex.split(command.strip())
+    assert args[0] == "maskcli"
+    exit_code = 1 if "# exit 1" in command else 0
+    result = invoke(args[1:], exit_code=exit_code)
+    assert result.stdout == stdout
+    assert stderr.strip() in result.stderr
+
+
+def test_the_page_has_examples():
+    assert len(examples()) >= 1
+
+
+def test_the_python_example_gives_the_values_in_its_comments():
+    (block,) = re.findall(r"```python\n(.*?)```", PAGE, re.S)
+    namespace: dict = {}
+    for line in block.splitlines():
+        code, _, shown = line.partition("#")
+        if shown.strip():
+            assert eval(code, namespace) == eval(shown, {}), line
+        elif code.strip():
+            exec(code, namespace)
