@@ -22,18 +22,22 @@ with ``strict``).
 The modules: ``batch`` (inputs, targets, the reference mask: True at REAL
 steps), ``inputs`` (several named inputs, each with its own padding),
 ``weights`` (sample weights), ``reference`` (the numpy losses), ``prepare``
-(the model, and the output audited), ``checks`` (one function per check),
-``batched`` (the model calls in batches), ``weighting`` (a batched audit's
-references and the batch-weighting check), ``cause`` (the likely cause of a
-failure), ``report``, ``run``, which ties them together, and ``files``, which
-reads what the command names.
+(the model, and the output audited), ``state`` (``AuditRun``: the state the
+checks share), ``losses`` (the run's reference losses), ``checks`` (one
+function per check), ``batched`` (the model calls in batches), ``weighting``
+(a batched audit's references and the batch-weighting check), ``cause`` (the
+likely cause of a failure), ``report``, ``run``, which ties them together,
+and ``files``, which reads what the command names. Imports run one way
+(``files`` > ``run`` > ``cause``/``checks``/``losses`` > ``weighting`` >
+``state``), as a contract in pyproject.toml checks.
 """
 
 from maskcli.keras.audit.batch import parse_target_pad, synthetic_targets, target_padding_mask
 from maskcli.keras.audit.files import audit_files
 from maskcli.keras.audit.reference import LOSSES, loss_rtol, per_step_loss
 from maskcli.keras.audit.report import AuditReport, Check
-from maskcli.keras.audit.run import CHECK_IDS, audit_loss
+from maskcli.keras.audit.run import audit_loss
+from maskcli.keras.audit.suite import CHECK_IDS
 
 __all__ = ["CHECK_IDS", "LOSSES", "AuditReport", "Check", "audit_files", "audit_loss",
            "loss_rtol", "parse_target_pad", "per_step_loss", "synthetic_targets",

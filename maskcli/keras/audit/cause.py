@@ -12,7 +12,7 @@ from maskcli.keras.audit.values import close, equal, show
 from maskcli.keras.audit.weights import weighted_padding
 
 if TYPE_CHECKING:
-    from maskcli.keras.audit.run import AuditRun
+    from maskcli.keras.audit.state import AuditRun
 
 # The fix for a loss that Keras cannot mask: what KerasHub's preprocessors do.
 SAMPLE_WEIGHT_FIX = "pass sample_weight (0 at padding), e.g. --sample-weight mask"

@@ -18,7 +18,7 @@ from maskcli.keras.audit.weights import step_weights
 from maskcli.keras.trace.effect import EXTRA_PADDING, FORWARD_RTOL
 
 if TYPE_CHECKING:
-    from maskcli.keras.audit.run import AuditRun
+    from maskcli.keras.audit.state import AuditRun
 
 LARGE_TARGET = 1e6       # the padded targets of the target-invariance probe
 # EXTRA_PADDING (steps added on the padding side) and FORWARD_RTOL (outputs run

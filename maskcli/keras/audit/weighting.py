@@ -24,7 +24,7 @@ from maskcli.keras.audit.values import show
 from maskcli.keras.audit.weights import step_weights
 
 if TYPE_CHECKING:
-    from maskcli.keras.audit.run import AuditRun
+    from maskcli.keras.audit.state import AuditRun
 
 CHECK_ID = "batch-weighting"
 # The largest ratio between two real tokens' weights that passes: a token
