@@ -21,7 +21,7 @@ def invoke(args, input=None, exit_code=0, env=None):
     """
     runner = CliRunner()
     result = runner.invoke(main, [str(a) for a in args], input=input, env=env,
-                           catch_exceptions=True)
+                           catch_exceptions=True, prog_name="maskcli")
     if result.exit_code != exit_code:
         exc = result.exc_info
         tb = ""
@@ -53,10 +53,15 @@ def read_terminal(main_fd: int) -> str:
 
 
 def assert_clean_error(stderr: str) -> None:
-    """An error is one ``Error:`` line and never a traceback."""
+    """An error is one ``Error:`` line: no traceback, no click ``Usage:`` or
+    ``Try ... --help`` lines around it (the line points to ``--help`` itself);
+    only warnings given before the error may come with it."""
     assert "Traceback" not in stderr, stderr
     lines = [line for line in stderr.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1, f"expected one Error: line, got:\n{stderr}"
+    others = [line for line in stderr.splitlines()
+              if line.strip() and not line.startswith(("Error:", "Warning:", "warning:"))]
+    assert not others, f"expected the Error: line alone, got:\n{stderr}"
 
 
 @pytest.fixture

@@ -366,6 +366,15 @@ PADDED = np.array([[1, 2, 3], [0, 4, 5]], dtype=np.int32)  # SEQUENCES, padded a
 VOCAB_WITH_DUPLICATE = b"\n[UNK]\nthe\ncat\nthe\n"
 
 PAD = [
+    # usage errors: click's own, on one line that points to --help (no Usage:/Try lines)
+    Case("option-misspelled", pad("seq.jsonl", "--maxln", "3"), {"seq.jsonl": SEQUENCES},
+         "No such option '--maxln'", "Did you mean '--maxlen'? (see 'maskcli pad --help')"),
+    Case("option-without-its-value", ("trace-mask", "--model"),
+         place="Option '--model' requires an argument", fix="(see 'maskcli trace-mask --help')"),
+    Case("command-misspelled", ("padd", "{d}/seq.jsonl"), {"seq.jsonl": SEQUENCES},
+         "No such command 'padd'", "Did you mean 'pad'? (see 'maskcli --help')"),
+    Case("group-option-unknown", ("--colour", "pad"), place="No such option '--colour'",
+         fix="(see 'maskcli --help')"),
     Case("pad-mixed-element-types", pad("mixed.jsonl"), {"mixed.jsonl": b'[1, 2]\n[3, "cat"]\n'},
          "{d}/mixed.jsonl, line 2 (sequence 1, step 1)", "give numbers only (token ids), or "
          "strings only"),

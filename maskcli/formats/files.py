@@ -143,24 +143,32 @@ def atomic_output(path: str | os.PathLike, option: str = "-o") -> Iterator[Binar
 
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Hold a Ctrl-C (SIGINT) that arrives during the block until its end.
+    """Hold a Ctrl-C (SIGINT), SIGTERM or SIGHUP that arrives during the block
+    until its end.
 
-    Python raises KeyboardInterrupt between any two statements: one raised
-    after the temporary file is created but before its name is known here
-    would leave the file behind.
+    Python raises KeyboardInterrupt (and the CLI its SIGTERM/SIGHUP exception)
+    between any two statements: one raised after the temporary file is created
+    but before its name is known here would leave the file behind.
     """
     held = []
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        for signum in _HELD:
+            previous[signum] = signal.signal(signum, lambda signum, frame: held.append(signum))
     except ValueError:  # not the main thread, which alone receives signals
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
-        if held:
-            signal.raise_signal(signal.SIGINT)  # now, to the usual handler
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)  # now, to the usual handler
+
+
+_HELD = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+         if hasattr(signal, name)]
 
 
 def _umask() -> int:

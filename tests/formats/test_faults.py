@@ -39,9 +39,17 @@ def maskcli(*args) -> list[str]:
     return [sys.executable, "-m", "maskcli", *map(str, args)]
 
 
-def test_ctrl_c_while_pad_writes_an_npz_leaves_nothing_behind(tmp_path):
-    """SIGINT once the temporary file exists: no output, no temporary file,
-    exit 130 (the shell's code for SIGINT) and no traceback.
+STOPS = [(signal.SIGINT, 130, "Interrupted."), (signal.SIGTERM, 143, "Terminated."),
+         (signal.SIGHUP, 129, "Hangup.")]
+
+
+@pytest.mark.parametrize(("signum", "status", "message"), STOPS,
+                         ids=[signum.name for signum, _, _ in STOPS])
+def test_a_stop_while_pad_writes_an_npz_leaves_nothing_behind(tmp_path, signum, status, message):
+    """Ctrl-C (SIGINT), SIGTERM (batch schedulers, CI runners, docker stop) and
+    SIGHUP (a closed terminal) once the temporary file exists: no output, no
+    temporary file, exit 128 + the signal's number as a shell reports it, one
+    line on stderr and no traceback.
 
     The input comes through a pipe that the test holds open, so pad is still
     mid-run when the signal comes, however fast it pads and however loaded
@@ -58,12 +66,35 @@ def test_ctrl_c_while_pad_writes_an_npz_leaves_nothing_behind(tmp_path):
         assert proc.poll() is None, f"pad ended before writing began: {proc.communicate()}"
         assert time.monotonic() < deadline, "no temporary file appeared"
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)  # closes standard input too
 
-    assert proc.returncode == 130
-    assert stderr.decode() == "Interrupted.\n"
+    assert proc.returncode == status, stderr.decode()
+    assert stderr.decode() == message + "\n"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("signum", "status", "message"), STOPS[1:],
+                         ids=[signum.name for signum, _, _ in STOPS[1:]])
+def test_a_stop_just_after_the_temporary_file_is_created_still_removes_it(
+        tmp_path, monkeypatch, signum, status, message):
+    """SIGTERM or SIGHUP at the one moment a stop could leave a file behind,
+    made certain: right after the temporary file exists, before atomic_output
+    knows its name. The command still ends with 128 + the signal's number."""
+    create = tempfile.mkstemp
+
+    def stopped(*args, **kwargs):
+        created = create(*args, **kwargs)
+        signal.raise_signal(signum)
+        return created
+
+    (tmp_path / "seq.jsonl").write_bytes(b"[1, 2]\n[3]\n")
+    before = signal.getsignal(signum)
+    monkeypatch.setattr(tempfile, "mkstemp", stopped)
+    result = invoke(["pad", tmp_path / "seq.jsonl", "-o", tmp_path / "out.npz"], exit_code=status)
+    assert result.stderr == message + "\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["seq.jsonl"]
+    assert signal.getsignal(signum) == before  # the command's handler lasted as long as it
 
 
 def test_ctrl_c_just_after_the_temporary_file_is_created_still_removes_it(tmp_path, monkeypatch):
