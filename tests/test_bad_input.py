@@ -575,6 +575,25 @@ TABLES = [
          {"meta.npz": npz(inputs=IDS, meta=meta(fields="source"))},
          "{d}/meta.npz: 'fields' in 'meta' is not a list of names",
          "write the file with 'maskcli pad'"),
+    # names that come from data: refused as npz arrays when unsafe, else kept as they are
+    Case("pad-column-name-outside-the-root", pad("t.parquet", "--field", "input_ids", "--field",
+                                                 "../../labels"),
+         {"t.parquet": parquet_of(input_ids=ROWS, **{"../../labels": [[0, 1, 0], [1, 0]]})},
+         "--field ../../labels: the name '../../labels' cannot be an npz array: it holds a path "
+         "separator", "rename it"),
+    Case("pad-key-with-a-line-break", pad("rec.jsonl", "--field", "ids", "--field", "a\nb"),
+         {"rec.jsonl": b'{"ids": [1], "a\\nb": [2]}\n'},
+         "--field a\\nb: the name 'a\\nb' cannot be an npz array: it holds a control character",
+         "rename it"),
+    Case("pad-mask-as-with-a-separator", pad("seq.jsonl", "--mask-as", "masks/padding"),
+         {"seq.jsonl": SEQUENCES}, "--mask-as masks/padding: the name 'masks/padding' cannot be "
+         "an npz array", "rename it"),
+    Case("pad-column-names-with-spaces-and-accents-accepted",
+         pad("t.parquet", "--field", "input ids", "--field", "étiquettes fines", "--value",
+             "étiquettes fines=-100"),
+         {"t.parquet": parquet_of(**{"input ids": ROWS, "étiquettes fines": [[0, 1, 0], [1, 1]]})},
+         exit_code=0, outputs={"out.npz": {"input ids": PADDED,
+                                           "étiquettes fines": [[0, 1, 0], [-100, 1, 1]]}}),
     Case("pad-several-fields-accepted", pad("rec.jsonl", "--field", "input_ids", "--field",
                                             "labels", "--value", "labels=-100"),
          {"rec.jsonl": b'{"input_ids": [1, 2, 3], "labels": [0, 1, 0]}\n'

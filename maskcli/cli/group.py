@@ -19,6 +19,7 @@ from click.exceptions import NoArgsIsHelpError
 
 from maskcli import __version__
 from maskcli.core.errors import MaskcliError
+from maskcli.core.names import shown
 
 # Choices spelled out here so that `--help` loads neither numpy nor TensorFlow;
 # a test checks they equal the core's.
@@ -70,7 +71,7 @@ class MaskcliGroup(click.Group):
             try:
                 return super().invoke(ctx)
             except MaskcliError as exc:
-                raise InputFailure(str(exc)) from None
+                raise InputFailure(shown(str(exc))) from None
             except click.UsageError as exc:
                 # A parse error may carry no context: the command is the one invoked.
                 command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
@@ -90,8 +91,8 @@ class MaskcliGroup(click.Group):
                 # standard output on a full or failing disk.
                 _drop_stdout()
                 place = exc.filename or "standard output"
-                raise InputFailure(f"writing {place} failed ({exc.strerror or exc}): "
-                                   "free some space, or write elsewhere") from None
+                raise InputFailure(shown(f"writing {place} failed ({exc.strerror or exc}): "
+                                         "free some space, or write elsewhere")) from None
 
 
 
@@ -104,7 +105,7 @@ def _one_line(exc: click.UsageError, command: str = "maskcli") -> InputFailure:
     message = " ".join(exc.format_message().split())  # a Choice's list may wrap
     if exc.ctx is not None and exc.ctx.command_path:
         command = exc.ctx.command_path
-    return InputFailure(f"{message.rstrip('.')} (see '{command} --help')")
+    return InputFailure(shown(f"{message.rstrip('.')} (see '{command} --help')"))
 
 
 @contextlib.contextmanager

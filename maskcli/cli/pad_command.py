@@ -80,7 +80,7 @@ def pad(input, maxlen, padding, truncating, value_texts, dtype, pad_to_multiple_
             and sys.stdout.isatty():
         raise click.UsageError(f"--to {fmt_out} is binary: write it to a file with -o, or pipe it")
     parsed_dtype = parse_dtype(dtype)
-    default, named = split_values(value_texts)
+    default, named = split_values(value_texts, fields)
     value = _pad_value("0" if default is None else default, parsed_dtype)
     values = {name: _pad_value(text, parsed_dtype) for name, text in named.items()}
     options = PadOptions.make(maxlen, parsed_dtype, padding, truncating, value, pad_to_multiple_of)

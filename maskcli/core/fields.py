@@ -16,8 +16,10 @@ from __future__ import annotations
 import re
 
 from maskcli.core.errors import UsageError
+from maskcli.core.names import member_name
 
-# NAME=V sets one field's pad value. A name starts like an identifier, so
+# NAME=V sets one field's pad value. NAME is a field given with --field (any
+# text: spaces, other scripts); else a name that starts like an identifier, so
 # that a plain value (a number, or a token such as <pad>) never reads as one.
 _NAMED_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*)=(.*)", re.DOTALL)
 # The arrays an npz of several fields holds besides the fields themselves.
@@ -26,26 +28,38 @@ MASK_SUFFIX, LENGTHS_SUFFIX = "_mask", "_lengths"
 ONE_ARRAY_FORMATS = ("csv", "tsv", "npy")
 
 
-def split_values(texts) -> tuple[str | None, dict[str, str]]:
+def split_values(texts, fields=()) -> tuple[str | None, dict[str, str]]:
     """``--value`` options as (the default for every field or None, {field: value}).
+    ``fields``: the names given with ``--field``, matched first (longest first).
 
     >>> split_values(["0", "labels=-100"])
     ('0', {'labels': '-100'})
+    >>> split_values(["étiquettes fines=-100"], ["étiquettes fines"])
+    (None, {'étiquettes fines': '-100'})
     """
     default, named = None, {}
     for text in texts:
-        match = _NAMED_VALUE.fullmatch(text)
+        match = _named_value(text, fields)
         if match is None:
             if default is not None:
                 raise UsageError(f"--value is given twice ({default!r} and {text!r}): give one "
                                  "default, and NAME=V for a field's own value")
             default = text
             continue
-        name, value = match.groups()
+        name, value = match
         if name in named:
             raise UsageError(f"--value {name}= is given twice: give each field's value once")
         named[name] = value
     return default, named
+
+
+def _named_value(text: str, fields) -> tuple[str, str] | None:
+    """(NAME, V) if ``text`` is NAME=V, else None."""
+    for name in sorted(fields, key=len, reverse=True):
+        if text.startswith(name + "="):
+            return name, text[len(name) + 1:]
+    match = _NAMED_VALUE.fullmatch(text)
+    return None if match is None else match.groups()
 
 
 def check_values(values: dict, names: tuple[str, ...]) -> None:
@@ -73,8 +87,13 @@ def check_output(fmt: str, fields: tuple[str, ...], mask_as: str | None) -> None
 
 
 def npz_arrays(names: tuple[str, ...], mask_as: str | None) -> None:
-    """Refuse field or ``--mask-as`` names that would collide with other npz arrays."""
+    """Refuse field or ``--mask-as`` names that cannot be npz arrays (see
+    :func:`maskcli.core.names.member_name`) or would collide with other npz arrays."""
     fields = names if len(names) > 1 else ("inputs",)
+    for field in names if len(names) > 1 else ():
+        member_name(field, f"--field {field}")
+    if mask_as is not None:
+        member_name(mask_as, f"--mask-as {mask_as}")
     taken = {name: "the mask" if name == "mask" else f"the array {name!r}" for name in RESERVED}
     for field in fields:
         if field in taken:

@@ -34,6 +34,7 @@ import numpy.lib.format as npy_format
 
 from maskcli.core.errors import UsageError
 from maskcli.core.fields import LENGTHS_SUFFIX, MASK_SUFFIX
+from maskcli.core.names import member_name
 from maskcli.formats.fastformat import IntRows
 from maskcli.formats.files import STDIN
 
@@ -227,6 +228,7 @@ class ArrayWriter:
         with zipfile.ZipFile(self.stream, "w", compression=zipfile.ZIP_STORED,
                              allowZip64=True) as archive:
             for name, (parts, part_dtype) in arrays.items():
+                member_name(name, f"-o npz array {name}")  # pad checked them before reading
                 with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                     _write_npy(member, parts, part_dtype)
 

@@ -136,3 +136,45 @@ def test_the_payloads_reach_both_outcomes(tmp_path, payload, expected):
     path = tmp_path / "data"
     path.write_bytes(payload)
     assert outcome(lambda: arrays.load_padded(str(path))) == expected
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.one_of(st.sampled_from(["../labels", "a\\b", "..", "", "a\nb", "input ids",
+                                        "étiquettes", "mask", "x.npy"]),
+                      st.text(max_size=12).filter(lambda text: text != "ids")))
+def test_a_field_name_from_data_is_refused_or_kept_as_it_is(tmp_path, name):
+    """A JSON key (or a Parquet column) becomes an npz array name: it is kept
+    verbatim, any script or punctuation, or refused with one printable line;
+    it never becomes a member outside the archive's root."""
+    import json
+    import zipfile
+
+    from maskcli.core.names import shown
+
+    for path in tmp_path.iterdir():
+        path.unlink()
+    source, output = tmp_path / "records.jsonl", tmp_path / "out.npz"
+    source.write_text(json.dumps({"ids": [1, 2], name: [3]}) + "\n", encoding="utf-8")
+    try:
+        pad_file(str(source), str(output), read=readers.ReadOptions("jsonl", ("ids", name)))
+    except MaskcliError as exc:
+        assert shown(str(exc)).isprintable()
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["records.jsonl"]
+        return
+    with zipfile.ZipFile(output) as archive:
+        assert all("/" not in member and "\\" not in member for member in archive.namelist())
+    with np.load(output) as padded:
+        np.testing.assert_array_equal(padded[name], [[3]])
+
+
+def test_the_npz_writer_itself_refuses_a_member_outside_the_root():
+    """The last guard, for callers of the writer that did not check the names."""
+    from maskcli.core.errors import UsageError
+    from maskcli.formats.writers import open_writer
+
+    writer = open_writer(io.BytesIO(), "npz", np.dtype("int32"), ("ids", "../labels"))
+    part = (np.ones((1, 2), "int32"), np.ones((1, 2), bool), np.array([2]))
+    writer.write_fields([part, part])
+    with pytest.raises(UsageError, match="'../labels' cannot be an npz array"):
+        writer.close({})
