@@ -37,6 +37,19 @@ def is_mask_input(name: str, mask_input: str | None = None) -> bool:
             or name.endswith(MASK_INPUT_SUFFIX))
 
 
+def check_mask_input(mask_input: str | None, names) -> None:
+    """Refuse ``--mask-input NAME`` naming no input of the model (``names``;
+    None: a model that takes one unnamed array, such as a built-in one)."""
+    if mask_input is None:
+        return
+    if names is None:
+        raise UsageError(f"--mask-input {mask_input}: the model takes one unnamed array, no "
+                         "named inputs: drop --mask-input")
+    if mask_input not in names:
+        raise UsageError(f"--mask-input {mask_input}: the model has no input named "
+                         f"{mask_input!r} (its inputs: {', '.join(names)}): name one of those")
+
+
 def is_data_array(key: str) -> bool:
     """Whether an npz array named ``key`` can feed an input not named after it."""
     return key not in NOT_INPUTS and not key.endswith(NOT_INPUT_SUFFIXES)

@@ -23,6 +23,7 @@ from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport
 from maskcli.keras.audit.state import AuditRun
 from maskcli.keras.audit.suite import run_checks
+from maskcli.keras.audit.weights import check_measured
 
 
 def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
@@ -64,6 +65,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     if model is not None and arch is not None:
         raise UsageError("--arch and --model both name a model: give one of them")
     spec = feed.model_inputs(model) if model is not None else None
+    feed.check_mask_input(mask_input, spec.names if spec is not None else None)
     if model is None and isinstance(inputs, dict) and len(inputs) > 1:
         raise UsageError("several inputs need --model: the built-in --arch models take one array")
     arrays = _named_arrays(inputs, spec, source)
@@ -73,6 +75,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         arrays = None
     if arrays is None:
         inputs = checked_inputs(inputs, source)
+        if spec is not None and feed.is_mask_input(spec.names[0], mask_input):
+            feed.mask_input_padding(spec.names[0], inputs, source)  # 0/1 only, as with several
         sequences = inputs.shape[0]
         if spec is not None and len(spec.names) > 1:
             raise InputError(f"{source} holds one array, and the model takes {len(spec.names)} "
@@ -154,6 +158,7 @@ def _named_arrays(inputs, spec, source: str) -> dict | None:
 
 def report(run: AuditRun, per_sample: bool, strict: bool = False) -> AuditReport:
     """Run every check on ``run`` and report them, with the likely cause."""
+    check_measured(run)  # an audit of nothing would pass every check
     results = run_checks(run, strict=strict)
     if run.batching.auto:
         run.notes.append(f"{run.mask.shape[0]} sequences x {run.mask.shape[1]} steps "

@@ -85,6 +85,7 @@ class AuditRun:
                                  f"{self.out.shape}) has no time axis: drop it")
         self.weights = checked_weights(weights, self.mask, self.time_axis, label)
         self.keras_weights = keras_weights(self.weights, self.time_axis)
+        self.weights_label = label
         self.notes.append(f"the loss and the metrics are weighted by {label}")
 
     def set_targets(self, targets, seed: int, label: str = "targets") -> None:

@@ -64,3 +64,27 @@ def weighted_padding(weights: np.ndarray | None, mask: np.ndarray) -> int:
     if weights is None:
         return 0
     return int(((step_weights(weights, mask) != 0) & ~mask).sum())
+
+
+def check_measured(run) -> None:
+    """Refuse an audit (an ``AuditRun``) that would measure nothing: no step
+    the loss counts (real and not ignored), or weights of 0 at every one of
+    them. Every loss is then 0 and every check passes, which proves nothing."""
+    mask, counted, weights = run.mask, run.counted_steps(), run.weights
+    target_padded, ignore_class = run.target_padded, run.spec.ignore_class
+    label = getattr(run, "weights_label", "the sample weights")
+    if not mask.any() and target_padded:
+        why = f"the targets are padding at every step ({target_padded})"
+        fix = "give targets with real labels at real steps, or the right --target-pad"
+    elif not mask.any():
+        why = f"the reference mask has no real step (all {mask.size} steps are padding)"
+        fix = "give data with real steps, or the mask with True (1) at real steps"
+    elif not counted.any():
+        why = f"every real step's target is {ignore_class}, the loss' ignore_class"
+        fix = "give targets with real labels at real steps"
+    elif weights is not None and not (step_weights(weights, mask) * counted).any():
+        why = f"{label} weigh every real step 0"
+        fix = "give weights above 0 at the real steps (1 where a step counts)"
+    else:
+        return
+    raise InputError(f"nothing to audit: {why}, so every loss is 0 and no check could fail: {fix}")

@@ -11,6 +11,7 @@ from maskcli.core.errors import InputError, MaskcliError
 from maskcli.core.masks import compute_mask, default_mode, parse_value, step_mask
 from maskcli.core.padded import Padded
 from maskcli.keras.feed import (
+    check_mask_input,
     check_shapes,
     is_mask_input,
     mask_input_padding,
@@ -51,6 +52,8 @@ def traced_batch(model, padded: Padded | None, given: dict[str, np.ndarray], pad
     arrays by input name, or INPUT's one array, or ``synthetic`` (default: a
     synthetic batch that fits the model)."""
     graph_model = walkable(model)
+    check_mask_input(mask_input, [ref.name for ref in model_graph(model).inputs]
+                     if graph_model else None)
     if padded is None and not given:
         batches = synthetic or synthetic_inputs(model, seed, mask_input)
         names = [ref.name for ref in model_graph(model).inputs]
@@ -69,6 +72,8 @@ def traced_batch(model, padded: Padded | None, given: dict[str, np.ndarray], pad
             f"note: {padded.source} has no padded step: only dropped masks are checked, and "
             "padding effects with padding added after the last step")
         names = [ref.name for ref in model_graph(model).inputs] if graph_model else ["inputs"]
+        if graph_model and is_mask_input(names[0], mask_input):
+            mask_input_padding(names[0], padded.inputs, padded.source)  # 0/1 only, as with several
         sample = padded.inputs[:SAMPLE_SIZE]
         masks = None if padded.mask is None else padded.mask[:SAMPLE_SIZE]
         return TracedBatch(sample, names, [sample], False, is_padded, masks, pad_value, note)
