@@ -10,20 +10,30 @@ whose True marks a REAL step (Keras' convention); False marks padding.
 
 __version__ = "0.1.0"
 
-from maskcli.core.errors import InputError, MaskcliError, UsageError  # noqa: E402
+from maskcli.core.errors import (  # noqa: E402
+    InputError,
+    MaskcliError,
+    ModelError,
+    PaddingLeakError,
+    UsageError,
+)
 
 # Everything below loads numpy (or more) on first use only, so that
 # `maskcli --help` and `import maskcli` stay fast.
 _LAZY = {
-    "pad_sequences": "maskcli.core.padding",
+    "pad_sequences": "maskcli.formats.padding",  # lists, numpy object arrays, Arrow arrays
+    "pad_fields": "maskcli.formats.padding",
+    "PaddedField": "maskcli.formats.padding",
     "inspect_mask": "maskcli.api",
     "MaskReport": "maskcli.core.diagnose",
-    "audit_loss": "maskcli.keras.audit",  # TensorFlow itself loads only when a model runs
+    "audit_loss": "maskcli.keras.audit.api",  # TensorFlow itself loads only when a model runs
+    "PaddingAudit": "maskcli.keras.callback",  # loads Keras: it is a Keras callback
     "trace_mask": "maskcli.keras.trace",
     "trace_padding": "maskcli.keras.trace",
 }
 
-__all__ = ["__version__", "MaskcliError", "InputError", "UsageError", *_LAZY]
+__all__ = ["__version__", "MaskcliError", "InputError", "UsageError", "ModelError",
+           "PaddingLeakError", *_LAZY]
 
 
 def __getattr__(name):

@@ -68,6 +68,6 @@ def test_the_public_names_resolve_lazily_to_their_layers():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     modules, loaded = proc.stdout.strip().splitlines()
-    assert modules.split() == ["maskcli.core.padding", "maskcli.api", "maskcli.core.diagnose",
-                               "maskcli.keras.audit.run", "maskcli.keras.trace.walk"]
+    assert modules.split() == ["maskcli.formats.padding", "maskcli.api", "maskcli.core.diagnose",
+                               "maskcli.keras.audit.api", "maskcli.keras.trace.walk"]
     assert loaded == "[]"  # the Keras layer loads TensorFlow only when a model runs

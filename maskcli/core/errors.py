@@ -23,6 +23,19 @@ class ModelError(MaskcliError):
     """A model that cannot be loaded, built or run on the data."""
 
 
+class PaddingLeakError(MaskcliError):
+    """Padding leaks into a model's loss: raised by ``PaddingAudit(on_leak="raise")``.
+
+    ``report`` holds the audit's report; the message names the cause and the fix.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
+
+
 def where(source: str, line: int | None = None, sequence: int | None = None,
           step: int | None = None, unit: str = "sequence") -> str:
     """Format a location such as ``data.jsonl, line 4 (sequence 3, step 2)``.

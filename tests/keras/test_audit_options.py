@@ -127,4 +127,4 @@ def test_library_entry_is_lazy():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "maskcli.keras.audit.run []"
+    assert proc.stdout.strip() == "maskcli.keras.audit.api []"

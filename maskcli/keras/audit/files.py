@@ -40,7 +40,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                 named_inputs=(), sample_weight: str | None = None, output: str | None = None,
                 mask_input: str | None = None, batch_size: int | None = None,
                 limit: int | None = None, sample: int | None = None, strict: bool = False,
-                progress=None) -> AuditReport:
+                progress=None, model=None) -> AuditReport:
     """``audit_loss`` on files, as ``maskcli audit-loss`` runs it.
 
     The reference mask comes from ``mask_path``, else the npz ``mask``, else
@@ -53,7 +53,8 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     ``limit`` audits the first sequences, ``sample`` a random sample drawn
     with ``seed``: every file is then read in part, cut to the same rows
     (:mod:`maskcli.formats.sampling`). ``batch_size``, ``strict`` and
-    ``progress`` are ``audit_loss``'s.
+    ``progress`` are ``audit_loss``'s. ``model``: a Keras model already in
+    memory, in place of ``model_path``.
     """
     derive = mode is not None or mask_value is not None
     if unsafe and not model_path:
@@ -76,7 +77,6 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     targets = _targets(targets_path, padded, files)
     weights = _weights(sample_weight, padded, targets_path, files)
 
-    model = None
     if model_path:
         check_model_file(model_path)  # a refused file costs no TensorFlow import
     if model_path or imports:

@@ -35,7 +35,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                output: str | None = None, mask_input: str | None = None,
                pad_values: dict | None = None, recorded_masks: dict | None = None,
                file_mask=None, batch_size: int | None = None, strict: bool = False,
-               progress: batched.Progress = batched.no_progress) -> AuditReport:
+               progress: batched.Progress = batched.no_progress,
+               reseed: bool = True) -> AuditReport:
     """Audit whether ``model``'s loss ignores the padding of ``inputs``.
 
     ``inputs`` is an array, or for a model with several inputs a dict (by
@@ -54,7 +55,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     runs every model call in batches of that size (every input, the targets
     and the weights cut alike) and adds the batch-weighting check (``strict``:
     its warning fails the audit); ``progress(what, done, total)`` hears of
-    each batch. For example
+    each batch. ``reseed`` False leaves the global random seeds (Python,
+    numpy, TensorFlow) as they are, for an audit inside a training run. For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
@@ -95,7 +97,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         real = reference_mask(inputs, given, targets, target_pad, pad_value, source, targets_label)
 
     keras = models.import_keras(verbose)
-    keras.utils.set_random_seed(seed)
+    if reseed:
+        keras.utils.set_random_seed(seed)
     if model is None:
         model, label = built_in_model(arch, loss, units, seed, inputs, targets, real, pad_value,
                                       verbose)
