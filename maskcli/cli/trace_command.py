@@ -119,7 +119,10 @@ def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, impo
         data = padded.inputs if padded else synthetic[0]
         model = models.build_arch(arch, data, units=units, seed=seed, pad_value=pad_value or 0,
                                   verbose=verbose)
-    batch = trace.traced_batch(model, padded, given, pad_value, seed, mask_input, synthetic)
+    places = {name: f"--input {name}={spec}"
+              for name, spec in named_input_files(named_inputs, load=False).items()}
+    batch = trace.traced_batch(model, padded, given, pad_value, seed, mask_input, synthetic,
+                               places)
     if batch.note:
         click.echo(batch.note, err=True)
     with models.full_float32():

@@ -37,6 +37,22 @@ def is_mask_input(name: str, mask_input: str | None = None) -> bool:
             or name.endswith(MASK_INPUT_SUFFIX))
 
 
+class Places(str):
+    """Where a batch came from (INPUT, as a str), and where each input given on
+    its own came from: ``--input token_ids=ids.npy``. Errors about one input
+    name its place (:func:`place_of`), not INPUT's."""
+
+    def __new__(cls, source: str, places: dict[str, str]):
+        made = super().__new__(cls, source)
+        made.places = dict(places)
+        return made
+
+
+def place_of(source: str, name: str) -> str:
+    """The place of input ``name``'s data: its ``--input`` option, else ``source``."""
+    return getattr(source, "places", {}).get(name, str(source))
+
+
 def check_mask_input(mask_input: str | None, names) -> None:
     """Refuse ``--mask-input NAME`` naming no input of the model (``names``;
     None: a model that takes one unnamed array, such as a built-in one)."""
@@ -58,7 +74,7 @@ def is_data_array(key: str) -> bool:
 def mask_input_padding(name: str, values: np.ndarray, source: str) -> np.ndarray:
     """A mask input's values as a mask (True = real step): 0/1 or booleans only."""
     if values.ndim != 2:
-        raise InputError(f"{source}: mask input '{name}' has shape {values.shape}: a padding "
+        raise InputError(f"{place_of(source, name)}: mask input '{name}' has shape {values.shape}: a padding "
                          "mask is (sequences, steps), 1 at real steps; if it is not one, name "
                          "the real mask input with --mask-input NAME")
     if values.dtype != bool:
@@ -66,7 +82,8 @@ def mask_input_padding(name: str, values: np.ndarray, source: str) -> np.ndarray
         if bad.size:
             seq, step = (int(i) for i in bad[0])
             raise InputError(
-                f"{source}: mask input '{name}' holds {values[seq, step]} at sequence {seq}, "
+                f"{place_of(source, name)}: mask input '{name}' holds {values[seq, step]} at "
+                f"sequence {seq}, "
                 f"step {step}: a padding mask holds 1 (or True) at real steps and 0 at padding; "
                 "fix the mask, or name the real mask input with --mask-input NAME")
     return values.astype(bool)
@@ -174,17 +191,20 @@ def check_shapes(spec: ModelInputs, arrays: dict[str, np.ndarray], source: str) 
         array = arrays[item.name]
         wanted = shape_mismatch(array, item.shape)
         if wanted:
-            raise InputError(f"{source}: input '{item.name}' of shape {array.shape} does not fit "
+            raise InputError(f"{place_of(source, item.name)}: input '{item.name}' of shape "
+                             f"{array.shape} does not fit "
                              f"the model's input of shape {wanted}: give '{item.name}' that shape "
                              "(the same padded length as the model takes)")
         if array.dtype.kind not in "biuf":
-            raise InputError(f"{source}: input '{item.name}' holds {array.dtype}, not numbers: "
+            raise InputError(f"{place_of(source, item.name)}: input '{item.name}' holds "
+                             f"{array.dtype}, not numbers: "
                              "map tokens to ids first with 'maskcli pad --vocab'")
         counts[item.name] = array.shape[0]
     if len(set(counts.values())) > 1:
         first = spec.names[0]
         other = next(name for name in spec.names if counts[name] != counts[first])
-        raise InputError(f"{source}: input '{other}' holds {counts[other]} sequences and "
+        raise InputError(f"{place_of(source, other)}: input '{other}' holds {counts[other]} "
+                         "sequences and "
                          f"'{first}' {counts[first]}: give every input one row per sequence")
 
 

@@ -29,6 +29,7 @@ from maskcli.keras.audit.batch import parse_target_pad
 from maskcli.keras.audit.report import AuditReport
 from maskcli.keras.audit.run import audit_loss
 from maskcli.keras.audit.weights import MASK
+from maskcli.keras.feed import Places
 
 
 def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
@@ -73,7 +74,9 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     files = _Files(selection)
     padded = files.padded(input_path) if input_path is not None else None
     given = files.named_inputs(named_inputs)
-    source = padded.source if padded is not None else "the --input files"
+    source = Places(padded.source if padded is not None else "the --input files",
+                    {name: f"--input {name}={spec}"
+                     for name, spec in named_input_files(named_inputs, load=False).items()})
     targets = _targets(targets_path, padded, files)
     weights = _weights(sample_weight, padded, targets_path, files)
 
@@ -104,7 +107,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     if mask_path:
         mask = files.array(mask_path, "mask", f"the mask {mask_path}")
         if not several:
-            mask = check_mask(mask_path, mask, _one(inputs))
+            mask = check_mask(f"--mask {mask_path}", mask, _one(inputs))
     elif derive and not several:
         mask = compute_mask(_one(inputs), mode, pad_value)
     elif target_pad is None and not several:
@@ -122,6 +125,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                       else f"the targets in {source}",
                       sample_weight=weights[0], sample_weight_label=weights[1], output=output,
                       mask_input=mask_input, pad_values=pad_values,
+                      mask_label=f"--mask {mask_path}" if mask_path else "the mask",
                       recorded_masks=_recorded_masks(padded) if several else None,
                       file_mask=file_mask if several else None,
                       batch_size=batch_size, strict=strict,
@@ -174,7 +178,7 @@ class _Files:
 def _targets_label(targets_path: str, padded: Padded | None, source: str) -> str:
     if padded is not None and targets_path in padded.extra and not os.path.exists(targets_path):
         return f"the targets '{targets_path}' in {source}"
-    return f"targets {targets_path}"
+    return f"--targets {targets_path}"
 
 
 def _one(inputs):

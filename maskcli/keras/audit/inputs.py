@@ -26,7 +26,7 @@ import numpy as np
 from maskcli.core.errors import InputError
 from maskcli.core.extend import extend_padding, pad_fill, pre_padded_rows, real_part
 from maskcli.core.masks import compute_mask, default_mode, step_mask
-from maskcli.keras.feed import ModelInputs, is_mask_input, mask_input_padding
+from maskcli.keras.feed import ModelInputs, is_mask_input, mask_input_padding, place_of
 
 
 @dataclass
@@ -169,7 +169,8 @@ def named_batch(spec: ModelInputs, arrays: dict[str, np.ndarray], *, source: str
                   if other not in mask_inputs and arrays[other].ndim >= 2}
         if others and paddings[name].shape[1] not in others.values():
             lengths = ", ".join(f"'{other}' {steps}" for other, steps in others.items())
-            raise InputError(f"{source}: mask input '{name}' has {paddings[name].shape[1]} steps, "
+            raise InputError(f"{place_of(source, name)}: mask input '{name}' has "
+                             f"{paddings[name].shape[1]} steps, "
                              f"and no input it could mask has ({lengths} steps): give it the "
                              "padded length of the inputs it masks")
     if not any(pad is not None for pad in paddings.values()):

@@ -35,6 +35,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                output: str | None = None, mask_input: str | None = None,
                pad_values: dict | None = None, recorded_masks: dict | None = None,
                file_mask=None, batch_size: int | None = None, strict: bool = False,
+               mask_label: str = "the mask",
                progress: batched.Progress = batched.no_progress,
                reseed: bool = True) -> AuditReport:
     """Audit whether ``model``'s loss ignores the padding of ``inputs``.
@@ -128,12 +129,14 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
             if targets is None:
                 raise UsageError("--target-pad needs the targets: give --targets FILE")
             given = target_padding_mask(targets, target_pad, targets_label)
+            mask_label = f"the padding of {targets_label} (--target-pad)"
     steps = max((array.shape[1] for array in batch.arrays.values() if array.ndim >= 2),
                 default=1)
     batching = batched.plan(batch.sequences, steps, batch_size)
     with models.full_float32():
         audit = AuditRun(model, label, spec_loss, batch, real, source, target_padded,
-                         given=given, file_mask=file_mask, batching=batching, progress=progress)
+                         given=given, file_mask=file_mask, batching=batching, progress=progress,
+                         given_label=mask_label)
         audit.set_weights(sample_weight, sample_weight_label)
         audit.set_targets(targets, seed, targets_label)
         audit.train(train_steps)

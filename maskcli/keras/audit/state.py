@@ -25,7 +25,7 @@ class AuditRun:
 
     def __init__(self, model, label, spec, batch: Batch, mask, source, target_padded,
                  *, given=None, file_mask=None, batching: batched.Batching | None = None,
-                 progress: batched.Progress = batched.no_progress):
+                 progress: batched.Progress = batched.no_progress, given_label: str = "the mask"):
         self.model, self.label, self.spec = model, label, spec
         # Batches of consecutive sequences; one batch of all without a batch size.
         self.batching, self.progress = batching or batched.Batching(), progress
@@ -42,7 +42,7 @@ class AuditRun:
         self._forward()
         if self.mask is None:  # several inputs: the padding of the output's time axis
             self.mask = reference_for_output(batch, self.out.shape, source, given=given,
-                                             file_mask=file_mask)
+                                             given_label=given_label, file_mask=file_mask)
             if self.mask.all():
                 raise InputError(f"{source}: no padded step to audit (no input of the output's "
                                  "length has padding): give padded data, or the right --mask")

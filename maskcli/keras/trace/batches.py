@@ -9,7 +9,7 @@ import numpy as np
 
 from maskcli.core.errors import InputError, ModelError, where
 from maskcli.core.masks import compute_mask, default_mode
-from maskcli.keras.feed import is_mask_input, shape_mismatch
+from maskcli.keras.feed import is_mask_input, place_of, shape_mismatch
 from maskcli.keras.models import ARCHS
 from maskcli.keras.trace.graph import all_layers, is_int_dtype, keras_module, model_graph, reached
 
@@ -126,7 +126,7 @@ def check_named_fits(model, arrays: dict[str, np.ndarray], source: str) -> None:
     tensors = graph._inputs_struct if isinstance(graph._inputs_struct, dict) else {
         ref.name: ref for ref in graph.inputs}
     for name, array in arrays.items():
-        _check_input(graph, tensors[name], array, f"{source}, input '{name}'")
+        _check_input(graph, tensors[name], array, f"{place_of(source, name)}, input '{name}'")
 
 
 def _check_input(graph, ref, inputs: np.ndarray, source: str) -> None:

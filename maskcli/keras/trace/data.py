@@ -11,6 +11,7 @@ from maskcli.core.errors import InputError, MaskcliError
 from maskcli.core.masks import compute_mask, default_mode, parse_value, step_mask
 from maskcli.core.padded import Padded
 from maskcli.keras.feed import (
+    Places,
     check_mask_input,
     check_shapes,
     is_mask_input,
@@ -47,10 +48,12 @@ class TracedBatch:
 
 
 def traced_batch(model, padded: Padded | None, given: dict[str, np.ndarray], pad_value, seed: int,
-                 mask_input: str | None = None, synthetic: list | None = None) -> TracedBatch:
+                 mask_input: str | None = None, synthetic: list | None = None,
+                 places: dict[str, str] | None = None) -> TracedBatch:
     """The batch to trace ``model`` on: ``given`` (``--input``) and INPUT's
     arrays by input name, or INPUT's one array, or ``synthetic`` (default: a
-    synthetic batch that fits the model)."""
+    synthetic batch that fits the model). ``places``: where each ``--input``
+    came from, for messages (``--input token_ids=ids.npy``)."""
     graph_model = walkable(model)
     check_mask_input(mask_input, [ref.name for ref in model_graph(model).inputs]
                      if graph_model else None)
@@ -77,7 +80,7 @@ def traced_batch(model, padded: Padded | None, given: dict[str, np.ndarray], pad
         sample = padded.inputs[:SAMPLE_SIZE]
         masks = None if padded.mask is None else padded.mask[:SAMPLE_SIZE]
         return TracedBatch(sample, names, [sample], False, is_padded, masks, pad_value, note)
-    source = padded.source if padded is not None else "the --input files"
+    source = Places(padded.source if padded is not None else "the --input files", places or {})
     spec = model_inputs(model)
     if spec is None:
         raise InputError(f"{source}: named inputs need a model with named inputs (a Functional "
