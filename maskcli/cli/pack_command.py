@@ -83,7 +83,7 @@ def pack(input, length, window, overflow, layout, cu_seqlens, value_texts, dtype
             and sys.stdout.isatty():
         raise click.UsageError(f"--to {fmt_out} is binary: write it to a file with -o, or pipe it")
     parsed_dtype = parse_dtype(dtype)
-    default, named = split_values(value_texts)
+    default, named = split_values(value_texts, fields)
     value = _pad_value("0" if default is None else default, parsed_dtype)
     values = {name: _pad_value(text, parsed_dtype) for name, text in named.items()}
     options = PackOptions(length, window or DEFAULT_WINDOW, overflow)

@@ -30,6 +30,7 @@ import numpy as np
 
 from maskcli.core.errors import UsageError
 from maskcli.core.limits import too_big
+from maskcli.core.names import member_name
 from maskcli.core.packed_layout import rectangular
 from maskcli.formats.fastformat import IntRows
 from maskcli.formats.files import STDIN, atomic_output
@@ -130,6 +131,8 @@ class _KeptWriter:
                              "write jsonl or Parquet, which stream")
 
     def close(self, meta: dict) -> None:
+        for name in self.parts:  # a field's name from data: never a path outside the output
+            member_name(name, f"array {name}")
         arrays = {name: _stacked(parts) for name, parts in self.parts.items()}
         meta_text = json.dumps(meta)
         if self.fmt == "npy":

@@ -178,3 +178,17 @@ def test_the_npz_writer_itself_refuses_a_member_outside_the_root():
     writer.write_fields([part, part])
     with pytest.raises(UsageError, match="'../labels' cannot be an npz array"):
         writer.close({})
+
+
+def test_pack_never_writes_a_field_outside_its_output_folder(tmp_path):
+    """pack --to npy writes one file per array into a folder: a field named
+    '../labels' would land beside it. It is refused, and nothing is written."""
+    from tests.conftest import invoke
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "in.jsonl").write_text('{"ids": [1, 2], "../labels": [0, 1]}\n')
+    result = invoke(["pack", tmp_path / "in.jsonl", "--field", "ids", "--field", "../labels",
+                     "--length", 4, "--to", "npy", "-o", tmp_path / "out" / "packed"],
+                    exit_code=2)
+    assert "the name '../labels' cannot be an npz array" in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["in.jsonl", "out"]
