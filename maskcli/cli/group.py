@@ -18,7 +18,7 @@ import click
 from click.exceptions import NoArgsIsHelpError
 
 from maskcli import __version__
-from maskcli.core.errors import MaskcliError
+from maskcli.core.errors import MaskcliError, command_line_names
 from maskcli.core.names import shown
 
 # Choices spelled out here so that `--help` loads neither numpy nor TensorFlow;
@@ -69,7 +69,8 @@ class MaskcliGroup(click.Group):
     def invoke(self, ctx):
         with _signals_stop():
             try:
-                return super().invoke(ctx)
+                with command_line_names():  # messages name --options, not Python arguments
+                    return super().invoke(ctx)
             except MaskcliError as exc:
                 raise InputFailure(shown(str(exc))) from None
             except click.UsageError as exc:

@@ -1,8 +1,43 @@
 """Domain exceptions. The CLI turns each into one ``Error:`` line and exit 2.
 
 Messages are written for the user: they name the place (file, line,
-sequence, step) and end with the fix.
+sequence, step) and end with the fix. A message names an option through
+:func:`option` (or :func:`spelled`): ``--mask-value`` while a command runs
+(:func:`command_line_names`, set by the CLI), ``mask_value`` when maskcli is
+called from Python, so that each reader sees the name they typed.
 """
+
+import contextlib
+import contextvars
+
+_COMMAND_LINE = contextvars.ContextVar("maskcli_command_line", default=False)
+
+
+@contextlib.contextmanager
+def command_line_names():
+    """Within this block, messages name options as the commands spell them."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def option(flag: str, value: str | None = None) -> str:
+    """Option ``flag`` (with ``value``) as the reader of the message spells it.
+
+    >>> option("--sample-weight", "mask")  # from Python
+    'sample_weight="mask"'
+    """
+    if _COMMAND_LINE.get():
+        return flag if value is None else f"{flag} {value}"
+    name = flag.lstrip("-").replace("-", "_")
+    return name if value is None else f'{name}="{value}"'
+
+
+def spelled(command_line: str, python: str) -> str:
+    """A phrase that differs between the command line and Python."""
+    return command_line if _COMMAND_LINE.get() else python
 
 
 class MaskcliError(ValueError):

@@ -168,7 +168,7 @@ def test_mode_is_refused_with_several_inputs(model, tmp_path):
 
 
 def test_arch_needs_one_array():
-    with pytest.raises(UsageError, match="several inputs need --model"):
+    with pytest.raises(UsageError, match="several inputs need model: the built-in arch"):
         audit_loss({"a": TOKENS, "b": TOKENS}, arch="embedding-lstm")
 
 
@@ -224,3 +224,13 @@ def test_single_batch_is_the_reference_mask_itself():
     batch = Batch.single(TOKENS, mask)
     assert batch.model_inputs() is TOKENS
     assert batch.driver(5, mask) == "inputs" and batch.pad_step("inputs") == 0
+
+
+def test_messages_name_python_arguments_and_the_commands_keep_their_options():
+    from maskcli.core.errors import command_line_names
+
+    with command_line_names(), pytest.raises(UsageError, match="several inputs need --model: "
+                                                               "the built-in --arch models"):
+        audit_loss({"a": TOKENS, "b": TOKENS}, arch="embedding-lstm")
+    with pytest.raises(UsageError, match="train_steps must be 0 or more"):
+        audit_loss(TOKENS, train_steps=-1)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from maskcli.core.errors import MaskcliError
+from maskcli.core.errors import MaskcliError, option
 from maskcli.keras import feed, models, trace
 from maskcli.keras.audit.values import close, equal, show
 from maskcli.keras.audit.weights import weighted_padding
@@ -14,8 +14,9 @@ from maskcli.keras.audit.weights import weighted_padding
 if TYPE_CHECKING:
     from maskcli.keras.audit.state import AuditRun
 
-# The fix for a loss that Keras cannot mask: what KerasHub's preprocessors do.
-SAMPLE_WEIGHT_FIX = "pass sample_weight (0 at padding), e.g. --sample-weight mask"
+def sample_weight_fix() -> str:
+    """The fix for a loss that Keras cannot mask: what KerasHub's preprocessors do."""
+    return f"pass sample_weight (0 at padding), e.g. {option('--sample-weight', 'mask')}"
 
 
 def likely_cause(audit: AuditRun, failed: list[str]) -> str:
@@ -46,7 +47,7 @@ def _first_cause(audit: AuditRun, failed: list[str]) -> str:
                                          or (audit.out_mask & padded).any()):
         return (f"sample_weight is non-zero at {weighted} padded steps, and nothing else masks "
                 "them: the loss counts those steps: give weights that are 0 at padding, "
-                "e.g. --sample-weight mask")
+                f"e.g. {option('--sample-weight', 'mask')}")
     if audit.time_axis and not audit.target_padded:
         if audit.out_mask is None and audit.weights is None:
             cause = _no_mask(audit)
@@ -74,7 +75,7 @@ def _first_cause(audit: AuditRun, failed: list[str]) -> str:
                 "mean-style metrics such as accuracy or mae): compute them on real steps only")
     if failed == ["metric-parity"] and audit.out_mask is None and audit.weights is None:
         return ("the metrics count padded steps: the model's output carries no mask: "
-                f"{SAMPLE_WEIGHT_FIX} (Keras weighs the metrics with them too)")
+                f"{sample_weight_fix()} (Keras weighs the metrics with them too)")
     return "the loss depends on padded steps: " + ", ".join(failed) + " failed"
 
 
@@ -89,7 +90,7 @@ def _no_mask(audit: AuditRun) -> str:
     explicit = [name for name in audit.batch.mask_inputs]
     if explicit:
         names = " and ".join(f"'{name}'" for name in explicit)
-        return (f"the loss averages over padded steps: {SAMPLE_WEIGHT_FIX} (the model masks "
+        return (f"the loss averages over padded steps: {sample_weight_fix()} (the model masks "
                 f"explicitly through its input {names}, which Keras' loss cannot see: no Keras "
                 "mask reaches the output)")
     leak = trace.first_leak(rows) if rows else None
@@ -99,7 +100,7 @@ def _no_mask(audit: AuditRun) -> str:
                 "explicitly, or use a mask-aware layer")
     if not leak.startswith("the model's output"):
         leak = f"the model's output carries no mask: {leak}"
-    return f"the loss averages over padded steps: {SAMPLE_WEIGHT_FIX}; {leak}"
+    return f"the loss averages over padded steps: {sample_weight_fix()}; {leak}"
 
 
 def _trace(audit: AuditRun) -> list:

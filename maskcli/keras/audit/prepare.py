@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskcli.core.errors import UsageError
+from maskcli.core.errors import UsageError, option
 from maskcli.keras import models
 from maskcli.keras.audit.batch import SYNTHETIC_CLASSES
 from maskcli.keras.audit.reference import LOSSES
@@ -34,13 +34,14 @@ def user_model(model, loss, units, output=None):
     layers and weights with the one to audit), compiled, and its label."""
     _check_loss_name(loss)
     if units is not None:
-        raise UsageError("--units applies to the built-in --arch models only: drop it")
+        raise UsageError(f"{option('--units')} applies to the built-in {option('--arch')} models "
+                         "only: drop it")
     label = f"model '{model.name}'"
     model, label = select_output(model, output, label)
     if getattr(model, "compiled", False) and getattr(model, "loss", None) is not None:
         if loss is not None:
             raise UsageError(f"{label} is compiled with its own loss, which is the one audited: "
-                             "drop --loss, or save the model uncompiled")
+                             f"drop {option('--loss')}, or save the model uncompiled")
     else:
         model.compile(optimizer="adam", loss=loss or "mse")
     return model, label

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskcli.core.batching import check_batch_size
-from maskcli.core.errors import InputError, UsageError
+from maskcli.core.errors import InputError, UsageError, option, spelled
 from maskcli.core.masks import step_mask
 from maskcli.keras import feed, models
 from maskcli.keras.audit import batched, losses, weighting
@@ -62,15 +62,17 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     "ignored" (the built-in embedding-lstm masks its loss).
     """
     if train_steps < 0:
-        raise UsageError(f"--train-steps must be 0 or more, got {train_steps}")
+        raise UsageError(f"{option('--train-steps')} must be 0 or more, got {train_steps}")
     if batch_size is not None:
         check_batch_size(batch_size)
     if model is not None and arch is not None:
-        raise UsageError("--arch and --model both name a model: give one of them")
+        raise UsageError(f"{option('--arch')} and {option('--model')} both name a model: give "
+                         "one of them")
     spec = feed.model_inputs(model) if model is not None else None
     feed.check_mask_input(mask_input, spec.names if spec is not None else None)
     if model is None and isinstance(inputs, dict) and len(inputs) > 1:
-        raise UsageError("several inputs need --model: the built-in --arch models take one array")
+        raise UsageError(f"several inputs need {option('--model')}: the built-in "
+                         f"{option('--arch')} models take one array")
     arrays = _named_arrays(inputs, spec, source)
     if arrays is not None and len(arrays) == 1 and (spec is None or len(spec.names) == 1):
         name, inputs = next(iter(arrays.items()))  # one array: the single-input audit
@@ -84,7 +86,9 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         if spec is not None and len(spec.names) > 1:
             raise InputError(f"{source} holds one array, and the model takes {len(spec.names)} "
                              f"named inputs ({', '.join(spec.names)}): give an npz whose arrays "
-                             "are named after them, or --input NAME=FILE for each")
+                             "are named after them, or "
+                             + spelled("--input NAME=FILE for each",
+                                       "a dict of arrays by those names"))
     else:
         feed.check_shapes(spec, arrays, source)
         sequences = len(next(iter(arrays.values())))
@@ -127,7 +131,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                             file_mask=file_mask)
         if target_pad is not None:
             if targets is None:
-                raise UsageError("--target-pad needs the targets: give --targets FILE")
+                raise UsageError(f"{option('--target-pad')} needs the targets: give "
+                                 f"{option('--targets', 'FILE')}")
             given = target_padding_mask(targets, target_pad, targets_label)
             mask_label = f"the padding of {targets_label} (--target-pad)"
     steps = max((array.shape[1] for array in batch.arrays.values() if array.ndim >= 2),
