@@ -30,6 +30,8 @@ _LAZY = {
     "PaddingAudit": "maskcli.keras.callback",  # loads Keras: it is a Keras callback
     "trace_mask": "maskcli.keras.trace",
     "trace_padding": "maskcli.keras.trace",
+    "pad_arrow": "maskcli.formats.arrow_map",  # pyarrow loads with it, not with maskcli
+    "pad_arrow_batches": "maskcli.formats.arrow_map",
 }
 
 __all__ = ["__version__", "MaskcliError", "InputError", "UsageError", "ModelError",
