@@ -42,12 +42,14 @@ from maskcli.core.errors import MaskcliError
 @click.option("--sep", metavar="TEXT",
               help="text: the token separator, '\\t' for a tab [default: any whitespace].")
 @click.option("-o", "--output", default="-", metavar="PATH",
-              help="Output file, written only on success [default: standard output].")
-@click.option("--to", "fmt_out", type=click.Choice(["auto", "jsonl", "csv", "tsv", "npy", "npz"]),
+              help="Output file, written only on success [default: standard output]; a folder "
+                   "(existing, or ending in /) gets one output shard per input shard.")
+@click.option("--to", "fmt_out", type=click.Choice(["auto", "jsonl", "csv", "tsv", "npy", "npz",
+                                                         "parquet"]),
               default="auto", show_default=True,
               help="Output format; auto goes by the extension of -o, jsonl on standard output.")
 @click.option("--mask-as", metavar="NAME",
-              help="npz: also write the mask as int32 1/0 under NAME, e.g. padding_mask "
+              help="npz, parquet: also write the mask as int32 1/0 under NAME, e.g. padding_mask "
                    "(KerasHub) or attention_mask (Hugging Face).")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar (shown on a terminal when a file takes over a second).")
@@ -72,6 +74,7 @@ def pad(input, maxlen, padding, truncating, value_texts, dtype, pad_to_multiple_
     from maskcli.formats import writers
     from maskcli.formats.pipeline import pad_file
     from maskcli.formats.readers import ReadOptions
+    from maskcli.formats.shards import is_folder_output, pad_shards
 
     if sep == "":
         raise click.BadParameter("the separator is empty: give one such as ',' or '\\t'",
@@ -85,18 +88,27 @@ def pad(input, maxlen, padding, truncating, value_texts, dtype, pad_to_multiple_
     values = {name: _pad_value(text, parsed_dtype) for name, text in named.items()}
     options = PadOptions.make(maxlen, parsed_dtype, padding, truncating, value, pad_to_multiple_of)
     read = ReadOptions(fmt_in, fields, "\t" if sep == "\\t" else sep)
+    sharded = is_folder_output(output)
     progress = None
     if not quiet and _stderr_is_terminal():
         from maskcli.render.progress import ProgressBar
 
-        progress = ProgressBar("padding")
+        progress = ProgressBar("padding", unit="shards") if sharded else ProgressBar("padding")
     try:
-        report = pad_file(input, output, options=options, read=read, to=fmt_out, vocab=vocab,
-                          save_vocab=save_vocab, progress=progress, values=values,
-                          mask_as=mask_as)
+        if sharded:  # one output shard per input shard
+            report, shards = pad_shards(input, output, options=options, read=read, to=fmt_out,
+                                        vocab=vocab, save_vocab=save_vocab, values=values,
+                                        mask_as=mask_as, progress=progress)
+        else:
+            report = pad_file(input, output, options=options, read=read, to=fmt_out,
+                              vocab=vocab, save_vocab=save_vocab, progress=progress,
+                              values=values, mask_as=mask_as)
     finally:
         if progress is not None:
             progress.close()
+    if sharded:
+        click.echo(f"padded {report.sequences} sequences of {shards} shards into {output}",
+                   err=True)
     side = "front" if truncating == "pre" else "end"
     several = len(report.fields) > 1
     for name, truncated in (report.truncated_fields.items() if several

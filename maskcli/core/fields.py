@@ -81,9 +81,10 @@ def check_output(fmt: str, fields: tuple[str, ...], mask_as: str | None) -> None
     if mask_as is not None and not mask_as.strip():
         raise UsageError("--mask-as needs the name to store the mask under, e.g. padding_mask "
                          "(KerasHub) or attention_mask (Hugging Face)")
-    if mask_as is not None and fmt != "npz":
+    if mask_as is not None and fmt not in ("npz", "parquet"):
         raise UsageError(f"--mask-as {mask_as} adds an array to an npz, but the output is {fmt}: "
-                         "write npz (-o padded.npz), or drop --mask-as")
+                         "write npz (-o padded.npz) or Parquet (-o padded.parquet), or drop "
+                         "--mask-as")
 
 
 def npz_arrays(names: tuple[str, ...], mask_as: str | None) -> None:

@@ -130,10 +130,7 @@ class _Padder:
 
     def _added(self, names: tuple[str, ...], existing: list[str]) -> list[tuple[str, str]]:
         """The mask and lengths columns of each field, refused if a kept column has the name."""
-        added = []
-        for index, name in enumerate(names):
-            mask = self.mask_as if index == 0 and self.mask_as else name + field_names.MASK_SUFFIX
-            added.append((mask, name + field_names.LENGTHS_SUFFIX))
+        added = added_columns(names, self.mask_as)
         kept = set(existing) - set(names) if self.keep_columns else set()
         taken = set(names)
         for name in (name for pair in added for name in pair):
@@ -153,24 +150,36 @@ class _Padder:
         array, mask = pad_chunk(chunk, options, options.maxlen)
         if self.mask_as and name == self._first:
             mask = mask.astype(np.int32)  # 1 = real step, as KerasHub and Hugging Face want it
-        return self._lists(array), self._lists(mask), pa.array(chunk.lengths, pa.int64())
+        return (padded_lists(array, self.fixed_size), padded_lists(mask, self.fixed_size),
+                pa.array(chunk.lengths, pa.int64()))
 
-    def _lists(self, array: np.ndarray) -> pa.Array:
-        """A padded numpy array of shape (rows, width, *features) as nested Arrow lists."""
-        if array.dtype.kind == "U":
-            flat = pa.array(array.reshape(-1), pa.string())
+
+def padded_lists(array: np.ndarray, fixed_size: bool = True) -> pa.Array:
+    """A padded numpy array of shape (rows, width, *features) as nested Arrow
+    lists: fixed-size lists, or plain lists all of one length."""
+    if array.dtype.kind == "U":
+        flat = pa.array(array.reshape(-1), pa.string())
+    else:
+        flat = pa.array(array.reshape(-1))
+    for axis in range(array.ndim - 1, 0, -1):
+        size = array.shape[axis]
+        if not size:  # pyarrow cannot build a list of size 0
+            raise UsageError("padding to 0 steps leaves nothing, and Arrow has no list of size 0: "
+                             "give a maxlen of 1 or more" if axis == 1 else
+                             f"steps of shape {array.shape[2:]} hold no numbers: give feature "
+                             "vectors of at least one number")
+        if fixed_size:
+            flat = pa.FixedSizeListArray.from_arrays(flat, size)
         else:
-            flat = pa.array(array.reshape(-1))
-        for size in reversed(array.shape[1:]):
-            if not size:  # pyarrow cannot build a list of size 0
-                raise UsageError(f"steps of shape {array.shape[2:]} hold no numbers: give "
-                                 "feature vectors of at least one number")
-            if self.fixed_size:
-                flat = pa.FixedSizeListArray.from_arrays(flat, size)
-            else:
-                offsets = pa.array(np.arange(0, len(flat) + 1, size, dtype=np.int32))
-                flat = pa.ListArray.from_arrays(offsets, flat)
-        return flat
+            offsets = pa.array(np.arange(0, len(flat) + 1, size, dtype=np.int32))
+            flat = pa.ListArray.from_arrays(offsets, flat)
+    return flat
+
+
+def added_columns(names: tuple[str, ...], mask_as: str | None) -> list[tuple[str, str]]:
+    """The mask and lengths columns of each padded field, in order."""
+    return [(mask_as if index == 0 and mask_as else name + field_names.MASK_SUFFIX,
+             name + field_names.LENGTHS_SUFFIX) for index, name in enumerate(names)]
 
 
 def _as_table(batch) -> pa.Table:

@@ -95,6 +95,10 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
         fields.check_output(fmt, names, mask_as)
         if fmt == "npz":
             fields.npz_arrays(names, mask_as)
+        elif fmt == "parquet":
+            from maskcli.formats.parquet_out import check_names
+
+            check_names(names or ("inputs",), mask_as)
         each = [replace(options, value=pad_value(values[name], options.dtype))
                 if name in values else options for name in names or (None,)]
         chunks: Iterable[Chunk] = opened.chunks
@@ -115,7 +119,7 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
         if output != STDIN:
             stream = outputs.enter_context(atomic_output(output))
         several = names if len(names) > 1 else ()
-        writer = writers.open_writer(stream, fmt, options.dtype, several, mask_as)
+        writer = writers.open_writer(stream, fmt, options.dtype, several, mask_as, names)
         shape = None
         truncated = [0] * len(each)
         for chunk in _at_least_one(chunks, len(each), options):

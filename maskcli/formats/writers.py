@@ -38,10 +38,10 @@ from maskcli.core.names import member_name
 from maskcli.formats.fastformat import IntRows
 from maskcli.formats.files import STDIN
 
-OUTPUT_FORMATS = ("auto", "jsonl", "csv", "tsv", "npy", "npz")
-BINARY_FORMATS = ("npy", "npz")
+OUTPUT_FORMATS = ("auto", "jsonl", "csv", "tsv", "npy", "npz", "parquet")
+BINARY_FORMATS = ("npy", "npz", "parquet")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-               ".npy": "npy", ".npz": "npz"}
+               ".npy": "npy", ".npz": "npz", ".parquet": "parquet"}
 _JSON_FLOATS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
@@ -56,17 +56,23 @@ def output_format(path: str, fmt: str = "auto") -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in _EXTENSIONS:
         raise UsageError(f"-o {path}: cannot tell the format from the extension {suffix or '(none)'}: "
-                         "name the file .jsonl, .csv, .tsv, .npy or .npz, or give --to")
+                         "name the file .jsonl, .csv, .tsv, .npy, .npz or .parquet, or give --to")
     return _EXTENSIONS[suffix]
 
 
 def open_writer(stream: BinaryIO, fmt: str, dtype: np.dtype | None = None,
-                fields: tuple[str, ...] = (), mask_as: str | None = None):
+                fields: tuple[str, ...] = (), mask_as: str | None = None,
+                names: tuple[str, ...] = ()):
     """A writer of padded chunks to ``stream``: ``write(padded, mask, lengths)`` per
     chunk (``write_fields`` with one such triple per field), then ``close(meta)``
     once. ``dtype``: the output dtype, if known (a flexible ``str`` is not: its
     width comes from the longest token). ``fields``: the names of two or more
-    fields (the caller has refused formats that hold one array)."""
+    fields (the caller has refused formats that hold one array); ``names``
+    those of every field, even one (Parquet names its columns after them)."""
+    if fmt == "parquet":
+        from maskcli.formats.parquet_out import PaddedParquetWriter  # pyarrow: only here
+
+        return PaddedParquetWriter(stream, names, mask_as)
     if fmt == "npy" and dtype is not None and dtype.itemsize and stream.seekable():
         return NpyWriter(stream)
     if fmt in BINARY_FORMATS:

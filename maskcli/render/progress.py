@@ -15,10 +15,11 @@ DELAY = 1.0  # seconds of work before a bar is worth showing
 
 
 class ProgressBar:
-    """Call with ``(done, total)`` bytes as the work goes; ``close()`` at the end."""
+    """Call with ``(done, total)`` bytes as the work goes; ``close()`` at the end.
+    With ``unit`` (e.g. ``"shards"``) it counts those instead of bytes."""
 
-    def __init__(self, label: str, delay: float = DELAY, console=None):
-        self.label = label
+    def __init__(self, label: str, delay: float = DELAY, console=None, unit: str | None = None):
+        self.label, self.unit = label, unit
         self.shown_from = time.monotonic() + delay
         self.console = console  # a rich Console; default: standard error
         self.progress = None
@@ -37,14 +38,17 @@ class ProgressBar:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeRemainingColumn,
         )
 
+        amount = (DownloadColumn(),) if self.unit is None else (MofNCompleteColumn(),
+                                                                TextColumn(self.unit))
         # Only stderr: data goes to stdout, which rich must not redirect.
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 DownloadColumn(), TimeRemainingColumn(),
+                                 *amount, TimeRemainingColumn(),
                                  console=self.console or Console(stderr=True), transient=True,
                                  redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(self.label, total=total)

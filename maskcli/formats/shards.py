@@ -1,0 +1,141 @@
+"""``maskcli pad SHARDS -o FOLDER/``: one padded output shard per input shard.
+
+A dataset prepared on a cluster lives as many shards (a ``save_to_disk``
+directory, a folder or a glob of Parquet, Arrow or jsonl files). With ``-o``
+an existing folder, or a path ending in ``/``, each input shard is padded
+alone by :func:`maskcli.formats.pipeline.pad_file` (streamed, written to a
+temporary file and renamed into place) into ``FOLDER/STEM.EXT``, in the
+dataset's order; a shard already written stays whole if a later one fails.
+Every shard is padded to the same ``--maxlen``, which is therefore required,
+so the output shards share one schema. The format is ``--to`` (Parquet by
+default: fixed-size list columns, masks and lengths, as ``maskcli.pad_arrow``
+writes them).
+
+The shards are listed by :func:`shard_files`: a ``save_to_disk`` directory
+in the order of its ``state.json``, a folder's Parquet, Arrow and jsonl files
+or a glob's matches in name order.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from maskcli.core.errors import InputError, UsageError
+from maskcli.core.padding import PadOptions
+from maskcli.formats import readers
+from maskcli.formats.files import STDIN, refuse_overwrite
+from maskcli.formats.pipeline import PadReport, pad_file
+
+SHARD_SUFFIXES = (".arrow", ".feather", ".parquet", ".jsonl", ".ndjson")
+EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "tsv": ".tsv", "npy": ".npy", "npz": ".npz",
+              "parquet": ".parquet"}
+
+
+def is_folder_output(output: str) -> bool:
+    """Whether ``-o`` names a folder of shards: an existing folder, or a path ending in ``/``."""
+    return output != STDIN and (output.endswith(("/", os.sep)) or os.path.isdir(output))
+
+
+def shard_files(path: str) -> list[str]:
+    """The shards of ``path``, in the dataset's order: a ``save_to_disk``
+    directory's (its ``state.json``), a folder's data files, a glob's matches,
+    or the one file."""
+    if os.path.isdir(path):
+        state = Path(path) / "state.json"
+        if state.is_file():
+            try:
+                entries = json.loads(state.read_text(encoding="utf-8"))["_data_files"]
+                return [str(Path(path) / Path(entry["filename"]).name) for entry in entries]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise InputError(f"{state}: no list of '_data_files' that can be read: save the "
+                                 "dataset again with Dataset.save_to_disk") from None
+        found = sorted(str(file) for file in Path(path).iterdir() if file.is_file()
+                       and not file.name.startswith(".") and file.suffix.lower() in SHARD_SUFFIXES)
+        if not found:
+            raise InputError(f"{path} is a folder without shards (no {', '.join(SHARD_SUFFIXES)} "
+                             "files): give a folder of them, a glob such as 'data/*.parquet', "
+                             "or a file")
+        return found
+    if any(char in path for char in "*?[") and not os.path.exists(path):
+        found = sorted(match for match in glob.glob(path) if not os.path.isdir(match))
+        if not found:
+            raise InputError(f"{path}: no file matches this pattern: check the path")
+        return found
+    return [path]
+
+
+def pad_shards(inputs: str, output: str, *, options: PadOptions,
+               read: readers.ReadOptions = readers.ReadOptions(), to: str = "auto",
+               vocab: str | None = None, save_vocab: str | None = None,
+               values: dict | None = None, mask_as: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> tuple[PadReport, int]:
+    """Pad each shard of ``inputs`` into the folder ``output``: the report of
+    them all (sequences and truncations added up) and the number of shards.
+    ``progress`` is called with ``(shards done, shards in all)``."""
+    fmt = "parquet" if to == "auto" else to
+    if fmt not in EXTENSIONS:
+        raise UsageError(f"unknown output format {fmt!r}: use one of {', '.join(EXTENSIONS)}")
+    if options.maxlen is None:
+        raise UsageError(f"-o {output} writes one shard per input shard, each padded alone, and "
+                         "the shards of one dataset must share one width: give --maxlen N")
+    if save_vocab:
+        raise UsageError(f"--save-vocab builds one vocabulary from one input, but -o {output} "
+                         "pads each shard alone: build it first from the whole dataset, then "
+                         "pad the shards with --vocab FILE")
+    if inputs == STDIN:
+        raise UsageError(f"-o {output} writes one shard per input file: give a folder or a glob "
+                         "of them, not standard input")
+    files = shard_files(inputs)
+    folder = _folder(output)
+    targets = _targets(files, folder, EXTENSIONS[fmt])
+    total = PadReport(source=inputs)
+    for done, (shard, target) in enumerate(zip(files, targets), 1):
+        report = pad_file(shard, str(target), options=options, read=read, to=fmt, vocab=vocab,
+                          values=values, mask_as=mask_as)
+        _add(total, report)
+        if progress is not None:
+            progress(done, len(files))
+    return total, len(files)
+
+
+def _folder(output: str) -> Path:
+    folder = Path(output)
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise UsageError(f"-o {output} is a file, not a folder: give a folder for the shards")
+    if not folder.parent.is_dir():
+        raise UsageError(f"-o {output}: folder {folder.parent} does not exist: create it first")
+    folder.mkdir()
+    return folder
+
+
+def _targets(files: list[str], folder: Path, extension: str) -> list[Path]:
+    """``FOLDER/STEM.EXT`` per shard, refused where two shards would share a
+    name or a shard would be written over an input."""
+    targets, seen = [], {}
+    for shard in files:
+        target = folder / (Path(shard).stem + extension)
+        if target in seen:
+            raise UsageError(f"{seen[target]} and {shard} would both be written to {target}: "
+                             "give shards with different names")
+        seen[target] = shard
+        refuse_overwrite(target, *files)
+        targets.append(target)
+    return targets
+
+
+def _add(total: PadReport, report: PadReport) -> None:
+    total.sequences += report.sequences
+    total.truncated += report.truncated
+    total.maxlen, total.fields = report.maxlen, report.fields
+    total.shape = (total.sequences,) + report.shape[1:]
+    for name, truncated in report.truncated_fields.items():
+        total.truncated_fields[name] = total.truncated_fields.get(name, 0) + truncated
+    total.tokens += report.tokens
+    total.oov += report.oov
+    total.oov_token = report.oov_token or total.oov_token
