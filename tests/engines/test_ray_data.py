@@ -1,7 +1,7 @@
 """pad_arrow as the function of Ray Data's `map_batches(batch_format="pyarrow")`, in
-local mode: the rows equal `maskcli pad` of the same data.
+local mode: docs/scale.md's Ray snippet, and rows equal to `maskcli pad` of the same data.
 
-Ray starts a local cluster (about 15 s on 2 cores), so these tests run in
+Ray starts a local cluster (15-50 s on 2 busy cores), so these tests run in
 `make test-engines` (MASKCLI_TEST_ENGINES=1), not in `make test`.
 """
 
@@ -16,6 +16,7 @@ import pytest
 
 import maskcli
 from tests.formats.test_arrow_map import IDS, LABELS, column, pad_cli
+from tests.test_docs_scale import blocks, run_python
 
 if not os.environ.get("MASKCLI_TEST_ENGINES"):
     pytest.skip("Ray Data runs in `make test-engines`", allow_module_level=True)
@@ -24,13 +25,25 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's o
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
+def snippet():
+    """The page's Ray snippet, run up to its shutdown: its local cluster serves every test."""
+    (code,) = blocks("python", "Ray Data")
+    assert code.rstrip().endswith("ray.shutdown()")
+    namespace, printed = run_python(code.rstrip().removesuffix("ray.shutdown()"))
+    yield namespace, printed
     ray.shutdown()
 
 
-def test_map_batches_equals_maskcli_pad(local_ray, tmp_path):
+def test_the_docs_snippet(snippet):
+    namespace, printed = snippet
+    table = pa.concat_tables(ray.get(namespace["padded"].to_arrow_refs()))
+    rows = sorted(table.column("input_ids").to_pylist())
+    assert rows == sorted(maskcli.pad_sequences(IDS[:2] + [[5, 6, 7, 8, 9]], maxlen=4,
+                                                padding="post").tolist())
+    assert "input_ids_mask" in printed
+
+
+def test_map_batches_equals_maskcli_pad(snippet, tmp_path):
     rows = pa.table({"doc": ["a", "b", "c", "d"], "input_ids": IDS, "labels": LABELS})
     pad = functools.partial(maskcli.pad_arrow, fields=["input_ids", "labels"], maxlen=4,
                             values={"labels": -100}, mask_as="padding_mask")
