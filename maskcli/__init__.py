@@ -32,6 +32,8 @@ _LAZY = {
     "trace_padding": "maskcli.keras.trace",
     "pad_arrow": "maskcli.formats.arrow_map",  # pyarrow loads with it, not with maskcli
     "pad_arrow_batches": "maskcli.formats.arrow_map",
+    "pack_arrow": "maskcli.formats.arrow_pack",
+    "pack_arrow_batches": "maskcli.formats.arrow_pack",
 }
 
 __all__ = ["__version__", "MaskcliError", "InputError", "UsageError", "ModelError",

@@ -61,6 +61,10 @@ def test_the_commands_pad_each_shard(tmp_path, monkeypatch):
         with np.load(f"padded_npz/part-{index}.npz") as npz:
             np.testing.assert_array_equal(npz["inputs"], maskcli.pad_sequences(IDS[index:],
                                                                                maxlen=8))
+    packed = pq.read_table("packed/part-1.parquet")
+    alone = maskcli.pack_arrow(pa.table({"input_ids": IDS[1:]}), length=8)
+    assert packed.column("input_ids_segment_ids").to_pylist() == [[1] * 8, [1, 1, 2, 0, 0, 0, 0, 0]]
+    assert packed.to_pydict() == alone.to_pydict()
     train = pq.read_table("train_padded.parquet")
     assert train.column("input_ids_lengths").to_pylist() == [3, 2, 9]
 
@@ -74,6 +78,18 @@ def test_the_datasets_snippet():
                                                   [7, 8, 9, 10]]  # cut at the front
     assert table.column("attention_mask").to_pylist()[1] == [1, 1, 0, 0]
     assert "length=4" in printed and "[[1 1 1 0]\n [1 1 0 0]]" in printed
+
+
+def test_the_packing_snippet():
+    pytest.importorskip("datasets")
+    (code,) = blocks("python", "Packing in an engine")
+    namespace, printed = run_python(code)
+    table = namespace["packed"].data.table
+    rows = maskcli.pack_arrow(pa.table({"input_ids": [[101, 7, 102], [101, 102], [5, 6, 7]]}),
+                              length=5)
+    assert table.to_pydict() == rows.to_pydict()
+    assert table.column("input_ids").to_pylist() == [[101, 7, 102, 101, 102], [5, 6, 7, 0, 0]]
+    assert "[[1 1 1 2 2]\n [1 1 1 0 0]]" in printed
 
 
 class SparkFrame:

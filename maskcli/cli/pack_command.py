@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
@@ -45,7 +46,8 @@ from maskcli.cli.pad_command import _pad_value
               help="text: the token separator, '\\t' for a tab [default: any whitespace].")
 @click.option("-o", "--output", default="-", metavar="PATH",
               help="Output file (a folder ending in / for npy), written only on success "
-                   "[default: standard output].")
+                   "[default: standard output]. With INPUT a folder or glob of shards, a folder "
+                   "gets one packed shard per input shard.")
 @click.option("--to", "fmt_out", type=click.Choice(["auto", "jsonl", "npz", "npy", "parquet"]),
               default="auto", show_default=True,
               help="Output format; auto goes by the extension of -o, jsonl on standard output.")
@@ -75,6 +77,7 @@ def pack(input, length, window, overflow, layout, cu_seqlens, value_texts, dtype
     from maskcli.formats.pack_pipeline import pack_file
     from maskcli.formats.packed_writers import pack_format
     from maskcli.formats.readers import ReadOptions
+    from maskcli.formats.shards import is_folder_output, names_shards, pack_shards
 
     if sep == "":
         raise click.BadParameter("the separator is empty: give one such as ',' or '\\t'",
@@ -88,15 +91,20 @@ def pack(input, length, window, overflow, layout, cu_seqlens, value_texts, dtype
     values = {name: _pad_value(text, parsed_dtype) for name, text in named.items()}
     options = PackOptions(length, window or DEFAULT_WINDOW, overflow)
     read = ReadOptions(fmt_in, fields, "\t" if sep == "\\t" else sep)
+    # A folder or glob of shards into a folder: one packed shard per input shard.
+    sharded = is_folder_output(output) and names_shards(input)
     progress = None
     if not quiet and sys.stderr.isatty():
         from maskcli.render.progress import ProgressBar
 
-        progress = ProgressBar("packing")
+        progress = ProgressBar("packing", unit="shards") if sharded else ProgressBar("packing")
     try:
-        report = pack_file(input, output, options=options, read=read, to=fmt_out,
-                           dtype=parsed_dtype, value=value, values=values, layout=layout,
-                           cu_seqlens=cu_seqlens, progress=progress)
+        run = functools.partial(pack_shards, input, output) if sharded else \
+            functools.partial(pack_file, input, output)
+        report = run(options=options, read=read, to=fmt_out, dtype=parsed_dtype, value=value,
+                     values=values, layout=layout, cu_seqlens=cu_seqlens, progress=progress)
+        if sharded:
+            report, shards = report
     finally:
         if progress is not None:
             progress.close()
@@ -110,7 +118,8 @@ def pack(input, length, window, overflow, layout, cu_seqlens, value_texts, dtype
         click.echo(f"warning: {report.empty} of {report.documents} documents are empty and "
                    "were skipped", err=True)
     if not quiet:
-        click.echo(summary(report), err=True)
+        click.echo(summary(report) + (f"; {shards} shards into {output}" if sharded else ""),
+                   err=True)
 
 
 def summary(report) -> str:

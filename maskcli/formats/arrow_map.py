@@ -108,7 +108,7 @@ class _Padder:
         self.mask_as, self.keep_columns, self.fixed_size = mask_as, keep_columns, fixed_size
 
     def table(self, batch, first_row: int) -> pa.Table:
-        batch = _as_table(batch)
+        batch = as_table(batch)
         names = _columns(batch.schema, self.fields, "batch")
         self._first = names[0]
         field_names.check_values(self.values, names)
@@ -182,10 +182,10 @@ def added_columns(names: tuple[str, ...], mask_as: str | None) -> list[tuple[str
              name + field_names.LENGTHS_SUFFIX) for index, name in enumerate(names)]
 
 
-def _as_table(batch) -> pa.Table:
+def as_table(batch, who: str = "pad_arrow") -> pa.Table:
     if isinstance(batch, pa.RecordBatch):
         return pa.Table.from_batches([batch])
     if isinstance(batch, pa.Table):
         return batch
-    raise UsageError(f"pad_arrow takes a pyarrow Table or RecordBatch, got "
+    raise UsageError(f"{who} takes a pyarrow Table or RecordBatch, got "
                      f"{type(batch).__name__}: ask the engine for Arrow batches ({_ARROW_FORMATS})")

@@ -1,4 +1,4 @@
-"""``maskcli pad SHARDS -o FOLDER/``: one padded output shard per input shard.
+"""``maskcli pad|pack SHARDS -o FOLDER/``: one output shard per input shard.
 
 A dataset prepared on a cluster lives as many shards (a ``save_to_disk``
 directory, a folder or a glob of Parquet, Arrow or jsonl files). With ``-o``
@@ -9,7 +9,8 @@ dataset's order; a shard already written stays whole if a later one fails.
 Every shard is padded to the same ``--maxlen``, which is therefore required,
 so the output shards share one schema. The format is ``--to`` (Parquet by
 default: fixed-size list columns, masks and lengths, as ``maskcli.pad_arrow``
-writes them).
+writes them). ``pack`` packs each shard alone, by
+:func:`maskcli.formats.pack_pipeline.pack_file`, the same way.
 
 The shards are listed by :func:`shard_files`: a ``save_to_disk`` directory
 in the order of its ``state.json``, a folder's Parquet, Arrow and jsonl files
@@ -25,14 +26,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from maskcli.core.errors import InputError, UsageError
+from maskcli.core.packing import PackReport
 from maskcli.core.padding import PadOptions
 from maskcli.formats import readers
 from maskcli.formats.files import STDIN, refuse_overwrite
+from maskcli.formats.pack_pipeline import pack_file
 from maskcli.formats.pipeline import PadReport, pad_file
 
 SHARD_SUFFIXES = (".arrow", ".feather", ".parquet", ".jsonl", ".ndjson")
 EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "tsv": ".tsv", "npy": ".npy", "npz": ".npz",
               "parquet": ".parquet"}
+PACK_EXTENSIONS = {"jsonl": ".jsonl", "npz": ".npz", "parquet": ".parquet",
+                   "npy": "/"}  # pack writes npy as a folder of arrays
+
+
+def names_shards(path: str) -> bool:
+    """Whether ``path`` names several shards: a folder, or a glob that is not a file's name."""
+    return path != STDIN and (os.path.isdir(path) or (
+        any(char in path for char in "*?[") and not os.path.exists(path)))
 
 
 def is_folder_output(output: str) -> bool:
@@ -60,7 +71,7 @@ def shard_files(path: str) -> list[str]:
                              "files): give a folder of them, a glob such as 'data/*.parquet', "
                              "or a file")
         return found
-    if any(char in path for char in "*?[") and not os.path.exists(path):
+    if names_shards(path):
         found = sorted(match for match in glob.glob(path) if not os.path.isdir(match))
         if not found:
             raise InputError(f"{path}: no file matches this pattern: check the path")
@@ -76,9 +87,6 @@ def pad_shards(inputs: str, output: str, *, options: PadOptions,
     """Pad each shard of ``inputs`` into the folder ``output``: the report of
     them all (sequences and truncations added up) and the number of shards.
     ``progress`` is called with ``(shards done, shards in all)``."""
-    fmt = "parquet" if to == "auto" else to
-    if fmt not in EXTENSIONS:
-        raise UsageError(f"unknown output format {fmt!r}: use one of {', '.join(EXTENSIONS)}")
     if options.maxlen is None:
         raise UsageError(f"-o {output} writes one shard per input shard, each padded alone, and "
                          "the shards of one dataset must share one width: give --maxlen N")
@@ -86,20 +94,44 @@ def pad_shards(inputs: str, output: str, *, options: PadOptions,
         raise UsageError(f"--save-vocab builds one vocabulary from one input, but -o {output} "
                          "pads each shard alone: build it first from the whole dataset, then "
                          "pad the shards with --vocab FILE")
+    fmt, pairs = _shards(inputs, output, to, EXTENSIONS)
+    total = PadReport(source=inputs)
+    for done, (shard, target) in enumerate(pairs, 1):
+        report = pad_file(shard, target, options=options, read=read, to=fmt, vocab=vocab,
+                          values=values, mask_as=mask_as)
+        _add(total, report)
+        if progress is not None:
+            progress(done, len(pairs))
+    return total, len(pairs)
+
+
+def pack_shards(inputs: str, output: str, *, progress: Callable[[int, int], None] | None = None,
+                to: str = "auto", **options) -> tuple[PackReport, int]:
+    """Pack each shard of ``inputs`` alone into the folder ``output`` with
+    ``pack_file``'s ``options``: the counts of them all, and the number of shards."""
+    fmt, pairs = _shards(inputs, output, to, PACK_EXTENSIONS)
+    total = PackReport()
+    for done, (shard, target) in enumerate(pairs, 1):
+        report = pack_file(shard, target, to=fmt, **options)
+        for name, count in vars(report).items():
+            setattr(total, name, count if name == "length" else getattr(total, name) + count)
+        if progress is not None:
+            progress(done, len(pairs))
+    return total, len(pairs)
+
+
+def _shards(inputs: str, output: str, to: str, extensions: dict) -> tuple[str, list]:
+    """The output format, and each input shard with its output path."""
+    fmt = "parquet" if to == "auto" else to
+    if fmt not in extensions:
+        raise UsageError(f"--to {fmt} cannot be written per shard: use one of "
+                         f"{', '.join(extensions)}")
     if inputs == STDIN:
         raise UsageError(f"-o {output} writes one shard per input file: give a folder or a glob "
                          "of them, not standard input")
     files = shard_files(inputs)
     folder = _folder(output)
-    targets = _targets(files, folder, EXTENSIONS[fmt])
-    total = PadReport(source=inputs)
-    for done, (shard, target) in enumerate(zip(files, targets), 1):
-        report = pad_file(shard, str(target), options=options, read=read, to=fmt, vocab=vocab,
-                          values=values, mask_as=mask_as)
-        _add(total, report)
-        if progress is not None:
-            progress(done, len(files))
-    return total, len(files)
+    return fmt, list(zip(files, _targets(files, folder, extensions[fmt])))
 
 
 def _folder(output: str) -> Path:
@@ -114,17 +146,17 @@ def _folder(output: str) -> Path:
     return folder
 
 
-def _targets(files: list[str], folder: Path, extension: str) -> list[Path]:
+def _targets(files: list[str], folder: Path, extension: str) -> list[str]:
     """``FOLDER/STEM.EXT`` per shard, refused where two shards would share a
     name or a shard would be written over an input."""
     targets, seen = [], {}
     for shard in files:
-        target = folder / (Path(shard).stem + extension)
+        target = str(folder / Path(shard).stem) + extension
         if target in seen:
             raise UsageError(f"{seen[target]} and {shard} would both be written to {target}: "
                              "give shards with different names")
         seen[target] = shard
-        refuse_overwrite(target, *files)
+        refuse_overwrite(target.rstrip("/"), *files)
         targets.append(target)
     return targets
 

@@ -39,3 +39,17 @@ def test_a_bad_row_stops_the_map_with_pads_error():
     dataset = datasets.Dataset.from_dict({"ids": [[1], [2.5]]}).with_format("arrow")
     with pytest.raises(maskcli.InputError, match=r"row 1, step 0\): 2.5 is not a whole number"):
         dataset.map(functools.partial(maskcli.pad_arrow, maxlen=2), batched=True)
+
+
+def test_pack_arrow_under_map_packs_each_batch(tmp_path):
+    rows = {"input_ids": IDS, "labels": LABELS}
+    dataset = datasets.Dataset.from_dict(rows).with_format("arrow")
+    pack = functools.partial(maskcli.pack_arrow, fields=["input_ids", "labels"], length=4,
+                             values={"labels": -100})
+    # Packed rows are new rows: the documents' columns go (remove_columns).
+    packed = dataset.map(pack, batched=True, batch_size=len(IDS),
+                         remove_columns=dataset.column_names).data.table
+    expected = maskcli.pack_arrow(pa.table(rows), fields=["input_ids", "labels"], length=4,
+                                  values={"labels": -100})
+    assert packed.to_pydict() == expected.to_pydict()
+    assert packed.column("labels_segment_ids").to_pylist()[0] == [1, 1, 1, 1]

@@ -56,3 +56,12 @@ def test_map_batches_equals_maskcli_pad(snippet, tmp_path):
         np.testing.assert_array_equal(column(table, name)[order], npz[name])
     np.testing.assert_array_equal(column(table, "labels_lengths")[order], npz["lengths"])
     assert table.schema.field("labels").type == pa.list_(pa.int32(), 4)
+
+
+def test_pack_arrow_in_map_batches(snippet):
+    rows = pa.table({"input_ids": IDS})
+    pack = functools.partial(maskcli.pack_arrow, length=5)
+    dataset = ray.data.from_arrow(rows).map_batches(pack, batch_format="pyarrow",
+                                                    batch_size=len(IDS))
+    table = pa.concat_tables(ray.get(dataset.to_arrow_refs()))
+    assert table.to_pydict() == maskcli.pack_arrow(rows, length=5).to_pydict()

@@ -186,3 +186,24 @@ def test_parquet_output_of_one_file_equals_the_npz(tmp_path):
     assert tokens.column("tokens").to_pylist() == [["a", "bb"], ["0", "c"]]
     empty = invoke(["pad", "--to", "parquet"], input="", exit_code=2).stderr
     assert "give a maxlen of 1 or more" in empty
+
+
+def test_pack_shards_each_packed_alone(saved, tmp_path):
+    out = tmp_path / "packed"
+    result = invoke(["pack", saved, "--field", "input_ids", "--length", "4", "-o", f"{out}/"])
+    assert "packed 5 documents" in result.stderr and "3 shards into" in result.stderr
+    for shard in ("data-00000", "data-00001", "data-00002"):
+        alone = invoke(["pack", saved / f"{shard}.arrow", "--field", "input_ids", "--length", "4",
+                        "--to", "parquet"]).stdout_bytes
+        assert pq.read_table(out / f"{shard}.parquet").equals(pq.read_table(io.BytesIO(alone)))
+    (tmp_path / "npy").mkdir()
+    invoke(["pack", saved, "--field", "input_ids", "--length", "4", "--to", "npy", "-o",
+            tmp_path / "npy"])  # an existing folder: each shard a folder of .npy files
+    assert sorted(path.name for path in (tmp_path / "npy").iterdir()) == [
+        "data-00000", "data-00001", "data-00002"]
+    assert np.load(tmp_path / "npy" / "data-00001" / "input_ids.npy").shape[1] == 4
+    from maskcli.core.packing import PackOptions
+    from maskcli.formats.shards import pack_shards
+
+    with pytest.raises(maskcli.UsageError, match="--to csv cannot be written per shard"):
+        pack_shards(str(saved), f"{out}/", to="csv", options=PackOptions(4))
