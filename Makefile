@@ -44,14 +44,15 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2
 
-# pad_arrow on Ray Data in local mode (and datasets again): Ray is heavy, so it
-# has its own extra and target, which CI runs after `make test`.
+# pad_arrow and pack_arrow on Ray Data in local mode: Ray is heavy (240 MB, a
+# local cluster per run), so it has its own extra and target, which CI runs
+# after `make test` (whose suite already covers datasets).
 $(ENGINES_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,engines]'
 	touch $(ENGINES_STAMP)
 
 test-engines: $(ENGINES_STAMP)
-	MASKCLI_TEST_ENGINES=1 $(BIN)/python -m pytest -n 0 tests/engines
+	MASKCLI_TEST_ENGINES=1 $(BIN)/python -m pytest -n 0 tests/engines/test_ray_data.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pad.py
