@@ -67,6 +67,11 @@ def _verdict(report: AuditReport) -> Text:
         text = Text("padding leaks", style="bold red")
         text.append(f": {', '.join(report.failed)} failed ({scope}).\nLikely cause: "
                     f"{report.cause}.", style="")
+    for fix in report.fixes:
+        mark = {True: "verified", False: "tried, still leaks", None: "not tried"}[fix.verified]
+        text.append(f"\nFix ({fix.kind}, {mark}): {fix.text}", style="")
+        if fix.tried:
+            text.append(f" [{fix.tried}]", style="dim")
     for check_id in report.warned:
         text.append(f"\nWarning: {check_id} (see its detail above); it fails the audit with "
                     "--strict.", style="yellow")

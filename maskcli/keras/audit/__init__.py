@@ -35,10 +35,10 @@ and ``files``, which reads what the command names. Imports run one way
 from maskcli.keras.audit.batch import parse_target_pad, synthetic_targets, target_padding_mask
 from maskcli.keras.audit.files import audit_files
 from maskcli.keras.audit.reference import LOSSES, loss_rtol, per_step_loss
-from maskcli.keras.audit.report import AuditReport, Check
+from maskcli.keras.audit.report import AuditReport, Check, Fix
 from maskcli.keras.audit.run import audit_loss
 from maskcli.keras.audit.suite import CHECK_IDS
 
-__all__ = ["CHECK_IDS", "LOSSES", "AuditReport", "Check", "audit_files", "audit_loss",
+__all__ = ["CHECK_IDS", "LOSSES", "AuditReport", "Check", "Fix", "audit_files", "audit_loss",
            "loss_rtol", "parse_target_pad", "per_step_loss", "synthetic_targets",
            "target_padding_mask"]

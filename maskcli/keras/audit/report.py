@@ -20,6 +20,24 @@ class Check:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Fix:
+    """A fix for a leak. ``kind`` is "data" (padding side, pad value, sample
+    weights, targets), "compile" (reduction, ignore_class, weighted_metrics) or
+    "model" (a layer or model change). ``verified`` is True when maskcli applied
+    the fix itself and the failing checks then passed, False when it tried and
+    the leak stayed (``tried`` says what it did), None when it cannot be tried."""
+
+    text: str
+    kind: str
+    verified: bool | None = None
+    tried: str = ""
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "kind": self.kind, "verified": self.verified,
+                "tried": self.tried}
+
+
 @dataclass
 class AuditReport:
     """What ``audit_loss`` found. ``verdict`` is "ignored" or "leaks"."""
@@ -50,6 +68,8 @@ class AuditReport:
     # A part of the input (--limit, --sample): {"method", "sequences", "total",
     # "seed", "text"}; None when every sequence was read.
     selection: dict | None = None
+    # Fixes for a leak, the recommended (verified) first; empty when ignored.
+    fixes: list[Fix] = field(default_factory=list)
 
     @property
     def failed(self) -> list[str]:
@@ -79,6 +99,7 @@ class AuditReport:
             "per_sample": self.per_sample,
             "versions": self.versions,
             "cause": self.cause,
+            "fixes": [fix.to_dict() for fix in self.fixes],
             "notes": self.notes,
             "model": self.model,
             "rtol": self.rtol,
