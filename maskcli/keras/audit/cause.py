@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from maskcli.core.errors import MaskcliError, option
-from maskcli.keras import feed, models, trace
+from maskcli.core.errors import option
+from maskcli.keras import models, trace
+from maskcli.keras.audit import traced
 from maskcli.keras.audit.values import close, equal, show
 from maskcli.keras.audit.weights import weighted_padding
 
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
 def sample_weight_fix() -> str:
     """The fix for a loss that Keras cannot mask: what KerasHub's preprocessors do."""
     return f"pass sample_weight (0 at padding), e.g. {option('--sample-weight', 'mask')}"
+
+
+def mask_zero(model) -> bool:
+    """Whether an ``Embedding(mask_zero=True)`` in ``model`` makes its mask."""
+    keras = models.import_keras()
+    return any(isinstance(layer, keras.layers.Embedding) and layer.mask_zero
+               for layer in models.flat_layers(model))
 
 
 def likely_cause(audit: AuditRun, failed: list[str]) -> str:
@@ -105,26 +113,38 @@ def _no_mask(audit: AuditRun) -> str:
 
 def _trace(audit: AuditRun) -> list:
     """The layer-by-layer mask trace of the audited model on a sample of the batch."""
-    try:
-        return trace.trace_mask(audit.model, feed.sliced(audit.inputs, slice(0, trace.SAMPLE_SIZE)))
-    except MaskcliError:  # e.g. a subclassed model, whose call() cannot be walked
-        return []
+    return traced.mask_rows(audit)
 
 
 def _mask_mismatch(audit: AuditRun, failed: list[str]) -> str | None:
     """The model's own mask keeps padded steps, or hides real ones."""
     kept = int((audit.out_mask & ~audit.mask).sum())
+    hidden = int((~audit.out_mask & audit.mask).sum())
     if kept:
         values = models.masking_values(audit.model)
         pad = audit.pad_step
         if (values and pad is not None and np.ndim(pad) <= 1
                 and not any(np.all(equal(np.asarray(pad), v)) for v in values)):
+            if np.ndim(pad) == 1 and len(set(np.asarray(pad).tolist())) > 1:
+                return (f"the model's mask keeps {kept} padded steps: they hold {show(pad)}, "
+                        f"only partly Masking's mask_value {values[0]:g}, and Masking masks a "
+                        "step only when every feature equals it, so no mask_value can match "
+                        f"them: pad every feature with {values[0]:g}")
             return (f"the model's mask keeps {kept} padded steps: Masking(mask_value="
                     f"{values[0]:g}) does not match the pad value {show(pad)}: "
                     "set mask_value to the pad value")
+        if pad is not None and np.ndim(pad) == 0 and pad != 0 and mask_zero(audit.model):
+            zeros = f", and the {hidden} real steps holding id 0 are masked" if hidden else ""
+            return (f"the model's mask keeps {kept} padded steps: Embedding(mask_zero=True) "
+                    f"masks id 0, and the padding is id {show(pad)}: the padded steps are kept"
+                    f"{zeros}: compute the mask as ids != {show(pad)} instead of mask_zero")
+        merged = next((row for row in _trace(audit) if row.status == "drops" and row.mask_out),
+                      None)
+        if merged is not None:
+            return (f"the model's mask keeps {kept} padded steps: {trace.first_leak([merged])}: "
+                    f"{merged.fix}")
         return (f"the model's mask keeps {kept} padded steps: it does not match the padding "
                 "(check mask_zero / mask_value against the pad value)")
-    hidden = int((~audit.out_mask & audit.mask).sum())
     if hidden and "loss-parity" in failed:
         return (f"the model's mask hides {hidden} real steps (e.g. a real token equal to the "
                 "pad value): the loss skips them")
@@ -157,17 +177,7 @@ def _where_padding_enters(audit: AuditRun, with_drop: bool = False) -> str | Non
     """The layer where padding enters real steps, from a trace of its padding
     effect with the extra padding forward-invariance adds, with its fix. Every
     input is extended by its own padding, as forward-invariance extends it."""
-    model = models.free_length_model(audit.model)[0] or audit.model
-    sample = slice(0, trace.SAMPLE_SIZE)
-    batch = audit.batch
-    if len(batch.arrays) == 1:
-        masks, pad_values = audit.mask[sample], None
-    else:
-        masks = {name: pad[sample] for name, pad in batch.paddings.items() if pad is not None}
-        pad_values = batch.pad_values
-    try:
-        traced = trace.trace_padding(model, feed.sliced(audit.inputs, sample), masks,
-                                     pad_values=pad_values)
-    except MaskcliError:  # a model that cannot be walked: the generic cause stands
+    traced_padding = traced.padding_trace(audit)
+    if traced_padding is None:  # a model that cannot be walked: the generic cause stands
         return None
-    return trace.padding_cause(traced, with_drop)
+    return trace.padding_cause(traced_padding, with_drop)

@@ -8,7 +8,7 @@ from maskcli.core.batching import check_batch_size
 from maskcli.core.errors import InputError, UsageError, option, spelled
 from maskcli.core.masks import step_mask
 from maskcli.keras import feed, models
-from maskcli.keras.audit import batched, losses, weighting
+from maskcli.keras.audit import batched, fixes, losses, weighting
 from maskcli.keras.audit.batch import (
     boolean_mask,
     checked_inputs,
@@ -178,7 +178,7 @@ def report(run: AuditRun, per_sample: bool, strict: bool = False) -> AuditReport
                          "of their losses (choose the batches with --batch-size)")
     failed = [check.id for check in results if check.status == "fail"]
     cause = _cause(run, failed)
-    return AuditReport(
+    audit_report = AuditReport(
         verdict="leaks" if failed else "ignored",
         loss=run.spec.name, keras_loss=run.keras_loss, masked_loss=run.masked_loss,
         unmasked_loss=run.unmasked_loss, checks=results, versions=models.versions(),
@@ -188,6 +188,8 @@ def report(run: AuditRun, per_sample: bool, strict: bool = False) -> AuditReport
         cause=cause, notes=run.notes, removed_loss=run.removed_loss,
         batch_size=run.batching.size, batches=len(run.slices),
         batch_size_auto=run.batching.auto)
+    fixes.add_fixes(run, audit_report)  # each tried before it is suggested
+    return audit_report
 
 
 def _cause(run: AuditRun, failed: list[str]) -> str | None:

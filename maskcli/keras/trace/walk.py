@@ -106,6 +106,9 @@ def first_leak(rows: list[TraceRow], padded: bool = True) -> str | None:
     """
     for row in rows:
         if row.status == "drops" and row.kind != "model":
+            if row.mask_out:
+                return (f"{_describe(row)} turns every step real: its mask no longer marks "
+                        "the padding")
             return f"{_describe(row)} drops the mask"
     if not padded:
         return None
@@ -205,6 +208,11 @@ def _walk(keras, graph, flat_inputs, rows, steps, depth, prefix, record=None) ->
             row.status = _status(row, received, children)
             if row.status == "drops":
                 row.fix = _fix(row, op, rows)
+            elif row.status == "propagates" and inner is None:
+                unmasked = unmarking_inputs(keras, (node.arguments.args, node.arguments.kwargs),
+                                            (args, kwargs), outputs)
+                if unmasked is not None:  # a mask that no longer marks padding: as dropped
+                    row.status, row.fix = "drops", unmarked_fix(unmasked)
             if record:
                 record(row, node.outputs, outputs, node.input_tensors)
     return [values[id(ref)] for ref in graph.outputs]
@@ -277,6 +285,37 @@ def _fix(row: TraceRow, op, rows: list[TraceRow]) -> str:
                 "only): it removes the time axis, so the mask ends here")
     return ("use a mask-aware layer instead: GlobalAveragePooling1D or an RNN with "
             "return_sequences=False use the mask when they remove the time axis")
+
+
+def unmarking_inputs(keras, refs, values, outputs) -> list[str] | None:
+    """The inputs without a mask of a layer whose output mask marks every step
+    real although an input's mask marks padding (Keras ORs the masks of a
+    merge: an input without one counts as all real); None when it keeps it."""
+    out_masks = [keras_mask(t) for t in outputs if keras.ops.is_tensor(t)]
+    out_masks = [m for m in out_masks if m is not None]
+    if not out_masks or not all(bool(np.all(keras.ops.convert_to_numpy(m))) for m in out_masks):
+        return None
+    flat_refs, flat = keras.tree.flatten(refs), keras.tree.flatten(values)
+    padded, unmasked = False, []
+    for ref, value in zip(flat_refs, flat):
+        if not keras.ops.is_tensor(value):
+            continue
+        mask = keras_mask(value)
+        if mask is None:
+            history = getattr(ref, "_keras_history", None)
+            unmasked.append(getattr(history[0], "name", "an input") if history else "an input")
+        elif not np.all(keras.ops.convert_to_numpy(mask)):
+            padded = True
+    return unmasked if padded else None
+
+
+def unmarked_fix(unmasked: list[str]) -> str:
+    names = " and ".join(f"'{name}'" for name in unmasked) or "an input"
+    return (f"it merges a masked input with {names}, which carries no mask, and Keras ORs "
+            "their masks (an input without one counts as all real), so every step turns real: "
+            f"give {names} the same mask (a Masking layer, or Lambda/custom layer returning the "
+            "embedding's mask), or pass sample_weight = the mask with "
+            "reduction=\"mean_with_sample_weight\"")
 
 
 def _mask_reaches(keras, args, kwargs) -> bool:
