@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -123,7 +124,9 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
                              "not installed: pip install keras-hub")
         importlib.import_module("keras_hub")
     try:
-        return keras.saving.load_model(p, safe_mode=not unsafe)
+        model = keras.saving.load_model(p, safe_mode=not unsafe)
+        model.saved_compile_config = _saved_compile_config(p)  # KerasHub tasks recompile on load
+        return model
     except Exception as exc:  # Keras raises many kinds for a bad file
         text, line = str(exc), first_line(exc, "unknown error")
         if "safe_mode" in text or "unsafe" in text.lower() and "deserializ" in text.lower():
@@ -140,6 +143,15 @@ def load_model(path: str, unsafe: bool = False, verbose: bool = False):
                 "(keras.saving.register_keras_serializable)") from None
         raise ModelError(f"--model {path}: not a loadable Keras model ({line}): "
                          "give a file saved with model.save('model.keras')") from None
+
+
+def _saved_compile_config(path: Path) -> dict | None:
+    """The compile_config in a .keras file, as it was saved."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json")).get("compile_config")
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def _names_keras_hub(path: Path) -> bool:

@@ -70,7 +70,11 @@ def _first_cause(audit: AuditRun, failed: list[str]) -> str:
         if cause:
             return cause
     if "forward-invariance" in failed:
-        return _where_padding_enters(audit, with_drop=True) or (
+        entry = _where_padding_enters(audit, with_drop=True)
+        if audit.empty_sequence:
+            empty = f"a sequence of padding only breaks the model: {audit.empty_sequence}"
+            return f"{entry}; {empty}" if entry else empty
+        return entry or (
             "padding changes what the model computes at real steps: a layer mixes padded "
             "steps into real ones (convolution, pooling, attention or a bidirectional RNN "
             "without the mask)")

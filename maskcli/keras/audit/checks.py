@@ -12,6 +12,7 @@ from maskcli.core.errors import ModelError
 from maskcli.core.extend import pre_padded_rows, real_part
 from maskcli.keras import models
 from maskcli.keras.audit import batched
+from maskcli.keras.audit.allpad import all_padding_problem
 from maskcli.keras.audit.report import Check
 from maskcli.keras.audit.values import close, max_diff, metric_value, show
 from maskcli.keras.audit.weights import step_weights
@@ -126,7 +127,14 @@ def forward_invariance(run: AuditRun) -> Check:
             return Check("forward-invariance", "skipped", detail=(
                 f"{reason}, but the rebuilt model's outputs differ from the original's"))
         alone, unrun = _trimmed_alone_diff(run, forward, rows)
-        extended, sides = _extra_padding_diff(run, forward, rows)
+        try:
+            extended, sides = _extra_padding_diff(run, forward, rows)
+        except _LengthFollowed:
+            raise
+        except Exception as exc:  # a fixed maximum length: judged on what runs, alone
+            if unrun[0] == len(rows):
+                raise
+            extended, sides = None, models.first_line(exc)
         if run.batching.size:
             batched.settle(model, run.inputs)
     except _LengthFollowed as shapes:  # more padding, more output: padding changes it
@@ -139,14 +147,19 @@ def forward_invariance(run: AuditRun) -> Check:
         return Check("forward-invariance", "skipped", detail=(
             f"{fixed} cannot run on another length ({models.first_line(exc)})"))
     tolerance = FORWARD_RTOL * max(1.0, float(np.nanmax(np.abs(run.out))))
-    worst = max(alone, extended)
+    worst = alone if extended is None else max(alone, extended)
     ok = worst <= tolerance
     where = "real steps" if run.time_axis else "sequence outputs"
     inputs = "" if len(batch.per_step) < 2 else f", every per-step input of {len(batch.per_step)}"
     ran = len(rows) - unrun[0]
     detail = (f"max |diff| at {where}: alone without padding {alone:.3g} "
-              f"({ran} sequences{inputs}), with {EXTRA_PADDING} extra padding steps "
-              f"({sides}) {extended:.3g}; tolerance {tolerance:.1e}")
+              f"({ran} sequences{inputs}), ")
+    if extended is None:
+        detail += (f"judged so alone: {EXTRA_PADDING} extra padding steps do not fit the model "
+                   f"({sides}); tolerance {tolerance:.1e}")
+    else:
+        detail += (f"with {EXTRA_PADDING} extra padding steps ({sides}) {extended:.3g}; "
+                   f"tolerance {tolerance:.1e}")
     if unrun[0]:  # e.g. shorter than a 'valid' convolution's kernels: the extended run judges
         detail += (f"; {unrun[0]} sequences cannot run alone without their padding "
                    f"({unrun[1]}), only with the extra padding")
@@ -154,6 +167,12 @@ def forward_invariance(run: AuditRun) -> Check:
         detail += f"; {len(lengths) - len(rows)} all-padding sequences skipped"
     if reason:
         detail += f"; {reason}"
+    broken = run.empty_sequence = all_padding_problem(run, model)
+    if broken:
+        ok = False
+        detail += f"; a sequence of padding only: {broken}"
+    else:
+        detail += "; a sequence of padding only: finite outputs, loss and gradients"
     return Check("forward-invariance", "pass" if ok else "fail", worst, 0.0, detail)
 
 

@@ -126,12 +126,9 @@ def weighted_reduction(trial: Trial, report: AuditReport) -> list[Fix]:
 
 
 def _file_reduction(model) -> str | None:
-    """The reduction the model's compile_config (the file's) names, if any."""
-    try:
-        config = model.get_compile_config() or {}
-    except Exception:  # a model compiled in code may have none
-        return None
-    loss = config.get("loss")
+    """The reduction the compile_config saved in the model's file names, if any."""
+    config = getattr(model, "saved_compile_config", None)
+    loss = config.get("loss") if isinstance(config, dict) else None
     if isinstance(loss, dict):
         return (loss.get("config") or {}).get("reduction")
     return None

@@ -57,3 +57,12 @@ def padding_entry(trial: Trial, report: AuditReport) -> list[Fix]:
             text = "pad post (maskcli pad --padding post)"
         fixes.append(tried(text, "data", outcome))
     return fixes
+
+
+@finder
+def empty_sequence(trial: Trial, report: AuditReport) -> list[Fix]:
+    """A sequence of padding only gives NaN or inf."""
+    problem = trial.run.empty_sequence
+    if not problem or "forward-invariance" not in report.failed:
+        return []
+    return [Fix(f"keep a sequence of padding only finite: {problem}", "model")]

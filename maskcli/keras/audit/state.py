@@ -38,6 +38,7 @@ class AuditRun:
         self.mask_blind_metrics: list[str] = []
         self.unweighted_metrics: list[str] = []  # compiled as metrics=, so blind to the weights
         self.nonfinite_padded_targets = 0
+        self.empty_sequence: str | None = None  # what a sequence of padding only breaks
         self.weights = self.keras_weights = None
         self._forward()
         if self.mask is None:  # several inputs: the padding of the output's time axis
