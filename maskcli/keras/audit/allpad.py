@@ -61,8 +61,8 @@ def all_padding_problem(run: AuditRun, model) -> str | None:
         return f"its output holds NaN or inf{_first_layer(model, x)}"
     if not np.isfinite(float(loss)):
         return f"the loss is {float(loss)} (the outputs are finite)"
-    bad = [w.path for w, g in zip(model.trainable_weights, grads)
-           if g is not None and not np.isfinite(np.asarray(g)).all()]
+    bad = [w.path for w, g in zip(model.trainable_weights, grads)  # Embedding: IndexedSlices
+           if g is not None and not np.isfinite(np.asarray(tf.convert_to_tensor(g))).all()]
     if bad:
         return (f"the gradients of {len(bad)} weights hold NaN or inf (first: {bad[0]}; the "
                 "outputs and the loss are finite): a masked operation whose derivative is not")

@@ -167,10 +167,14 @@ def forward_invariance(run: AuditRun) -> Check:
         detail += f"; {len(lengths) - len(rows)} all-padding sequences skipped"
     if reason:
         detail += f"; {reason}"
-    broken = run.empty_sequence = all_padding_problem(run, model)
-    if broken:
-        ok = False
-        detail += f"; a sequence of padding only: {broken}"
+    broken = all_padding_problem(run, model)
+    if broken and (lengths == 0).any():  # the data holds such a sequence: it breaks the batch
+        ok, run.empty_sequence = False, broken
+        detail += f"; {int((lengths == 0).sum())} sequences of padding only: {broken}"
+    elif broken:
+        detail += f"; a sequence of padding only (the data holds none) would break it: {broken}"
+        if not any(note.startswith("a sequence of padding only") for note in run.notes):
+            run.notes.append(f"a sequence of padding only would break the model: {broken}")
     else:
         detail += "; a sequence of padding only: finite outputs, loss and gradients"
     return Check("forward-invariance", "pass" if ok else "fail", worst, 0.0, detail)

@@ -109,12 +109,22 @@ def _takes_mask(layer) -> bool:
     return any(name == "mask" or name.endswith("_mask") for name in names)
 
 
+def _calls_softmax(layer) -> bool:
+    """Your own layer whose call() computes a softmax: it attends (or pools by scores)."""
+    if type(layer).__module__.startswith(BUILT_IN + LIBRARIES):
+        return False
+    try:
+        return "softmax" in inspect.getsource(type(layer).call)
+    except (OSError, TypeError):
+        return False
+
+
 def _kinds(layer) -> list[str]:
     layers = keras_module().layers
     name = type(layer).__name__
     if isinstance(layer, (layers.MultiHeadAttention, layers.Attention,
                           layers.AdditiveAttention, layers.GroupQueryAttention)) \
-            or "Attention" in name:
+            or "Attention" in name or _calls_softmax(layer):
         return ["attention"]
     if isinstance(layer, (layers.RNN, layers.Bidirectional)):
         return ["rnn"]
