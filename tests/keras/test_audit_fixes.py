@@ -280,6 +280,21 @@ def test_data_padded_to_a_fixed_maximum_length_is_judged_alone():
     post = audit_loss(POST, mask=POST != 0, model=positions())
     check = post.check("forward-invariance")
     assert check.status == "pass", check.detail
-    assert "judged so alone: 4 extra padding steps do not fit the model" in check.detail
+    assert "judged so: 4 extra padding steps do not fit the model" in check.detail
     pre = audit_loss(PRE, mask=PRE != 0, model=positions())
     assert pre.check("forward-invariance").status == "fail"  # positions move with the padding
+
+
+def test_many_distinct_lengths_run_with_padding_reduced_in_groups():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    lengths = np.arange(1, 21)  # 20 distinct lengths: more than the 16 groups
+    data = np.where(np.arange(20)[None] < lengths[:, None], rng.integers(1, 20, (20, 20)), 0)
+    check = audit_loss(data, model=embedding_tagger()).check("forward-invariance")
+    assert check.status == "pass", check.detail
+    assert "with padding reduced (16 groups of similar lengths" in check.detail
+    x = tokens()  # no mask: the mean runs over the padding too
+    averaged = layers.GlobalAveragePooling1D()(layers.Embedding(20, 4)(x))
+    check = audit_loss(data, mask=data != 0, model=_compiled(
+        keras.Model(x, layers.Dense(1)(averaged)))).check("forward-invariance")
+    assert check.status == "fail" and "with padding reduced" in check.detail

@@ -13,6 +13,7 @@ from maskcli.core.extend import pre_padded_rows, real_part
 from maskcli.keras import models
 from maskcli.keras.audit import batched
 from maskcli.keras.audit.allpad import all_padding_problem
+from maskcli.keras.audit.reduced import GROUPS, length_keys, reduced_groups
 from maskcli.keras.audit.report import Check
 from maskcli.keras.audit.values import close, max_diff, metric_value, show
 from maskcli.keras.audit.weights import step_weights
@@ -152,10 +153,12 @@ def forward_invariance(run: AuditRun) -> Check:
     where = "real steps" if run.time_axis else "sequence outputs"
     inputs = "" if len(batch.per_step) < 2 else f", every per-step input of {len(batch.per_step)}"
     ran = len(rows) - unrun[0]
-    detail = (f"max |diff| at {where}: alone without padding {alone:.3g} "
+    alone_text = (f"with padding reduced ({GROUPS} groups of similar lengths, each cut to "
+                  "its longest)" if _reduced(run, rows) else "alone without padding")
+    detail = (f"max |diff| at {where}: {alone_text} {alone:.3g} "
               f"({ran} sequences{inputs}), ")
     if extended is None:
-        detail += (f"judged so alone: {EXTRA_PADDING} extra padding steps do not fit the model "
+        detail += (f"judged so: {EXTRA_PADDING} extra padding steps do not fit the model "
                    f"({sides}); tolerance {tolerance:.1e}")
     else:
         detail += (f"with {EXTRA_PADDING} extra padding steps ({sides}) {extended:.3g}; "
@@ -187,6 +190,8 @@ def _calls(run: AuditRun, rows, same_model: bool) -> int:
     lengths = [padding.sum(axis=1)[rows] for padding in run.batch.per_step.values()]
     groups = (np.unique(np.stack(lengths, axis=1), axis=0, return_counts=True)[1]
               if lengths and len(rows) else [len(rows)])
+    if len(groups) > GROUPS:
+        groups = [len(part) for part in np.array_split(np.arange(len(rows)), GROUPS)]
     checks = 1 if same_model else 2  # the rebuilt model is first run on the batch itself
     return sum(batched.batch_count(int(n), size) for n in groups) + whole * checks
 
@@ -203,21 +208,29 @@ def _trimmed_alone_diff(run: AuditRun, forward, rows) -> tuple[float, tuple[int,
     convolutions need more steps than a short sequence has) and why."""
     worst, unrun, why = 0.0, 0, ""
     driver = run.batch.paddings.get(run.driver) if run.time_axis else None
-    for group, arrays in run.batch.trimmed_groups(rows):
+    groups = (reduced_groups(run.batch, rows) if _reduced(run, rows) else
+              ((group, arrays, None) for group, arrays in run.batch.trimmed_groups(rows)))
+    for group, arrays, starts in groups:
         try:
             alone = forward(run.batch.model_inputs(arrays))[0]
         except Exception as exc:  # the padded batch ran: its padding let them run
             unrun, why = unrun + len(group), why or models.first_line(exc)
             continue
-        for out, i in zip(alone, group):
+        for k, (out, i) in enumerate(zip(alone, group)):
             if run.time_axis:
-                # the output's step j is the driving input's j-th real step
+                # the output's step start + j is the driving input's j-th real step
                 steps = np.flatnonzero(driver[i])
                 keep = run.mask[i][steps]
-                worst = max(worst, max_diff(out[keep], run.out[i][steps[keep]]))
+                at = np.arange(len(steps)) + (starts[run.driver][k] if starts else 0)
+                worst = max(worst, max_diff(out[at[keep]], run.out[i][steps[keep]]))
             else:
                 worst = max(worst, max_diff(_same_shape(out, run.out[i]), run.out[i]))
     return worst, (unrun, why)
+
+
+def _reduced(run: AuditRun, rows) -> bool:
+    """More distinct lengths than GROUPS: run with padding reduced, not alone."""
+    return len(set(length_keys(run.batch, rows))) > GROUPS
 
 
 class _LengthFollowed(Exception):

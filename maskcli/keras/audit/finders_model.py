@@ -23,8 +23,8 @@ def mask_lost(trial: Trial, report: AuditReport) -> list[Fix]:
     if not run.time_axis or not set(LOSS_CHECKS) & set(report.failed):
         return []
     keeps_padding = run.out_mask is not None and bool((run.out_mask & ~run.mask).any())
-    if run.out_mask is not None and not keeps_padding:
-        return []
+    if (run.out_mask is not None and not keeps_padding) or run.weights is not None:
+        return []  # masked, or weighted: no mask to lose
     row = next((row for row in traced.mask_rows(run)
                 if row.status == "drops" and row.kind != "model" and row.fix), None)
     if row is None:

@@ -99,10 +99,15 @@ class Trial:
             model, why = self._clone(reduction, weighted_metrics)
             if model is None:
                 return Outcome(None, f"{tried}: not tried ({why})")
+        # The same inputs through the same layers: the outputs are the run's own, and
+        # only the loss is computed again (metric-parity needs evaluate's metrics).
+        same = batch is None and "metric-parity" not in self.failed
         try:
             trial = AuditRun(model, run.label, loss_spec(model.loss), batch or run.batch,
                              run.mask if mask is None else mask, run.source, run.target_padded,
-                             batching=run.batching, progress=batched.no_progress)
+                             batching=run.batching, progress=batched.no_progress,
+                             outputs=(run.out, run.out_mask, run.regularization) if same
+                             else None)
             trial.set_weights(run.weights if weights is None else weights)
             trial.set_targets(run.y if y is None else y, 0)
             checks = run_checks(trial, only=self.failed)
