@@ -298,3 +298,26 @@ def test_many_distinct_lengths_run_with_padding_reduced_in_groups():
     check = audit_loss(data, mask=data != 0, model=_compiled(
         keras.Model(x, layers.Dense(1)(averaged)))).check("forward-invariance")
     assert check.status == "fail" and "with padding reduced" in check.detail
+
+
+def test_trace_mask_fails_at_a_merge_whose_mask_no_longer_marks_padding():
+    from maskcli.keras import trace
+
+    features = np.zeros(POST.shape + (2,), "float32")
+    inputs = {"ids": POST, "features": features}
+    rows = trace.trace_mask(concatenated(), inputs)
+    merge = next(row for row in rows if row.name == "merge")
+    assert (merge.status, merge.mask_in, merge.mask_out) == ("drops", True, True)
+    assert "'features', which carries no mask" in merge.fix
+    assert trace.first_leak(rows) == ("layer 'merge' (Concatenate) turns every step real: its "
+                                      "mask no longer marks the padding")
+    report = trace.report(rows, model="m", inputs=[POST, features],
+                          input_names=["ids", "features"], synthetic=False, padded=True,
+                          versions={})
+    assert report["ok"] is False and "merge" in report["leak"]
+    # a merge of two masked inputs keeps marking the padding
+    ids = tokens("ids")
+    embed = layers.Embedding(20, 4, mask_zero=True)
+    both = keras.Model(ids, layers.Concatenate(name="merge")([embed(ids), embed(ids)]))
+    assert next(r for r in trace.trace_mask(both, POST) if r.name == "merge").status == \
+        "propagates"
