@@ -321,3 +321,24 @@ def test_trace_mask_fails_at_a_merge_whose_mask_no_longer_marks_padding():
     both = keras.Model(ids, layers.Concatenate(name="merge")([embed(ids), embed(ids)]))
     assert next(r for r in trace.trace_mask(both, POST) if r.name == "merge").status == \
         "propagates"
+
+
+def test_a_model_recompiled_with_defaults_on_load_is_told_from_its_files_compile_config(
+        tmp_path):
+    from maskcli.keras import models
+
+    keras.utils.set_random_seed(0)
+    x = tokens()
+    model = keras.Model(x, layers.Dense(1)(layers.Embedding(20, 4)(x)))
+    model.compile(loss=keras.losses.MeanSquaredError(reduction="mean_with_sample_weight"))
+    model.save(tmp_path / "tagger.keras")
+    loaded = models.load_model(str(tmp_path / "tagger.keras"))
+    loaded.compile(loss="mse")  # what a KerasHub task model does when it loads
+    report = audit_loss(POST, mask=POST != 0, model=loaded, sample_weight="mask")
+    assert report.failed == ["loss-parity"]
+    assert "though the file's compile_config says reduction=\"mean_with_sample_weight\"" in \
+        report.cause
+    fix = report.fixes[0]
+    assert (fix.kind, fix.verified) == ("compile", True)
+    assert "the loaded model's loss is reduced with sum_over_batch_size" in fix.text
+    assert "loss-parity then passes" in fix.tried

@@ -27,6 +27,13 @@ def mask_zero(model) -> bool:
                for layer in models.flat_layers(model))
 
 
+def file_reduction(model) -> str | None:
+    """The reduction the compile_config saved in the model's file names, if any."""
+    config = getattr(model, "saved_compile_config", None)
+    loss = config.get("loss") if isinstance(config, dict) else None
+    return (loss.get("config") or {}).get("reduction") if isinstance(loss, dict) else None
+
+
 def likely_cause(audit: AuditRun, failed: list[str]) -> str:
     """Name the likely cause of the failed checks: the one place where it is
     decided (a layer-by-layer mask trace can refine the "no mask" case here).
@@ -163,6 +170,13 @@ def _reduction(audit: AuditRun) -> str | None:
     share = audit.mask.sum() / audit.mask.size
     keras_loss, all_steps = audit.keras_loss, audit.all_steps_loss
     if audit.weights is not None and audit.spec.kind is not None:
+        saved = file_reduction(audit.model)
+        if close(keras_loss, all_steps, audit.rtol) and saved == "mean_with_sample_weight":
+            return (f"the loss divides the weighted sum by all {audit.mask.size} steps, padding "
+                    f"included: the loaded model's loss is reduced with {audit.spec.reduction}, "
+                    "though the file's compile_config says reduction=\"mean_with_sample_weight\" "
+                    "(KerasHub task models recompile with their own defaults when they load): "
+                    "compile it again after loading")
         if close(keras_loss, all_steps, audit.rtol):
             return (f"the loss divides the weighted sum by all {audit.mask.size} steps, padding included "
                     "(Keras' default reduction, sum_over_batch_size, counts steps, not "

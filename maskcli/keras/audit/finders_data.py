@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskcli.keras import models
-from maskcli.keras.audit.cause import mask_zero
+from maskcli.keras.audit.cause import file_reduction, mask_zero
 from maskcli.keras.audit.fixes import finder, tried
 from maskcli.keras.audit.report import AuditReport, Fix
 from maskcli.keras.audit.trial import Trial
@@ -114,7 +114,7 @@ def weighted_reduction(trial: Trial, report: AuditReport) -> list[Fix]:
         return []
     text = (f"compile the loss with reduction=\"{MEAN_WITH_WEIGHTS}\": it divides the weighted "
             f"sum by the weights; {run.spec.reduction} divides it by all steps, padding included")
-    wanted = _file_reduction(run.model)
+    wanted = file_reduction(run.model)
     if wanted == MEAN_WITH_WEIGHTS:
         text = (f"the loaded model's loss is reduced with {run.spec.reduction}, though the "
                 f"file's compile_config says reduction=\"{MEAN_WITH_WEIGHTS}\" (KerasHub task "
@@ -123,15 +123,6 @@ def weighted_reduction(trial: Trial, report: AuditReport) -> list[Fix]:
     return [tried(text, "compile", trial.compiled(
         f"loss recompiled on a clone with reduction={MEAN_WITH_WEIGHTS}",
         reduction=MEAN_WITH_WEIGHTS))]
-
-
-def _file_reduction(model) -> str | None:
-    """The reduction the compile_config saved in the model's file names, if any."""
-    config = getattr(model, "saved_compile_config", None)
-    loss = config.get("loss") if isinstance(config, dict) else None
-    if isinstance(loss, dict):
-        return (loss.get("config") or {}).get("reduction")
-    return None
 
 
 @finder

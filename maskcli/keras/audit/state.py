@@ -162,10 +162,14 @@ class AuditRun:
         self._forward()
 
     def evaluate(self) -> dict:
-        if self.loss_from_outputs:
+        if self.loss_from_outputs or self._loss_alone():
+            # Keras' compiled loss on the outputs the forward pass gave: what evaluate()
+            # computes, without running the model again (a model called before carries
+            # its regularization losses in model.losses, which compute_loss adds).
             losses = batched.batch_losses(self.model, self.y, self.out, self.out_mask,
                                           self.slices, self.keras_weights)
-            return {"loss": batched.combine(losses, self.slices) + self.regularization}
+            regularization = 0.0 if self.model.losses else self.regularization
+            return {"loss": batched.combine(losses, self.slices) + regularization}
         # Keras' own compiled loss and metrics: on the whole batch eagerly (for one
         # batch that is faster than tracing a graph), or in batches as training runs.
         try:
@@ -175,6 +179,13 @@ class AuditRun:
             raise ModelError(f"Keras could not compute the loss of {self.label} on "
                              f"{self.source}: {models.first_line(exc)}: check that the targets "
                              "fit the loss") from None
+
+    def _loss_alone(self) -> bool:
+        """One batch, no compiled metric and Keras' own test_step: evaluate()
+        would only compute the compiled loss on the outputs already here."""
+        keras = models.import_keras()
+        return (self.batching.size is None and getattr(self.model, "_compile_metrics", 1) is None
+                and type(self.model).test_step is keras.Model.test_step)
 
     def counted_steps(self) -> np.ndarray:
         """True at the steps a correctly masked loss counts: real, and not
