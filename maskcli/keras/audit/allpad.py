@@ -59,8 +59,9 @@ def all_padding_problem(run: AuditRun, model) -> str | None:
     out = np.asarray(keras.ops.convert_to_numpy(out))
     if not np.isfinite(out.astype(np.float64)).all():
         return f"its output holds NaN or inf{_first_layer(model, x)}"
-    if not np.isfinite(float(loss)):
-        return f"the loss is {float(loss)} (the outputs are finite)"
+    loss = np.asarray(loss, dtype=np.float64)  # reduction="none": one loss per step
+    if not np.isfinite(loss).all():
+        return "the loss holds NaN or inf (the outputs are finite)"
     bad = [w.path for w, g in zip(model.trainable_weights, grads)  # Embedding: IndexedSlices
            if g is not None and not np.isfinite(np.asarray(tf.convert_to_tensor(g))).all()]
     if bad:
