@@ -116,8 +116,10 @@ def main() -> None:
     print(f"  fresh process, load + evaluate: {baseline:.2f} s", flush=True)
     audit, out = timed([PYTHON, "-m", "maskcli", "audit-loss", str(folder / "batch.npz"),
                         "--model", str(folder / "bert.keras"), "--targets",
-                        str(folder / "tags.npy"), "--sample-weight", "mask", "--format", "json",
-                        "--quiet"], args.runs)
+                        str(folder / "tags.npy"), "--sample-weight", "mask", "--format", "json"],
+                       args.runs)
+    if not out.strip():
+        sys.exit("the audit printed no report")
     report = json.loads(out)
     statuses = ", ".join(f"{c['id']} {c['status']}" for c in report["checks"])
     print(f"  full audit: {audit:.2f} s ({report['verdict']}: {statuses}; "

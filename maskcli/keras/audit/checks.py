@@ -127,13 +127,13 @@ def forward_invariance(run: AuditRun) -> Check:
         if model is not run.model and not _same(forward(run.inputs)[0], run.out):
             return Check("forward-invariance", "skipped", detail=(
                 f"{reason}, but the rebuilt model's outputs differ from the original's"))
-        alone, unrun = _trimmed_alone_diff(run, forward, rows)
+        alone, unrun, ran_padded = _trimmed_alone_diff(run, forward, rows)
         try:
             extended, sides = _extra_padding_diff(run, forward, rows)
         except _LengthFollowed:
             raise
         except Exception as exc:  # a fixed maximum length: judged on what runs, alone
-            if unrun[0] == len(rows):
+            if not ran_padded:  # no padded sequence ran alone: nothing is judged
                 raise
             extended, sides = None, models.first_line(exc)
         if run.batching.size:
@@ -201,12 +201,13 @@ def _same(a, b) -> bool:
                                               atol=FORWARD_RTOL, equal_nan=True)
 
 
-def _trimmed_alone_diff(run: AuditRun, forward, rows) -> tuple[float, tuple[int, str]]:
+def _trimmed_alone_diff(run: AuditRun, forward, rows) -> tuple[float, tuple[int, str], int]:
     """Each sequence run alone, every per-step input trimmed to its real steps
     (one call per distinct set of lengths), against its outputs in the batch.
     Also returns how many sequences could not run so (a model whose 'valid'
-    convolutions need more steps than a short sequence has) and why."""
-    worst, unrun, why = 0.0, 0, ""
+    convolutions need more steps than a short sequence has) and why, and how
+    many of those that ran had padding to lose."""
+    worst, unrun, why, ran_padded = 0.0, 0, "", 0
     driver = run.batch.paddings.get(run.driver) if run.time_axis else None
     groups = (reduced_groups(run.batch, rows) if _reduced(run, rows) else
               ((group, arrays, None) for group, arrays in run.batch.trimmed_groups(rows)))
@@ -216,6 +217,7 @@ def _trimmed_alone_diff(run: AuditRun, forward, rows) -> tuple[float, tuple[int,
         except Exception as exc:  # the padded batch ran: its padding let them run
             unrun, why = unrun + len(group), why or models.first_line(exc)
             continue
+        ran_padded += int((~run.mask[group]).any(axis=1).sum())
         for k, (out, i) in enumerate(zip(alone, group)):
             if run.time_axis:
                 # the output's step start + j is the driving input's j-th real step
@@ -225,7 +227,7 @@ def _trimmed_alone_diff(run: AuditRun, forward, rows) -> tuple[float, tuple[int,
                 worst = max(worst, max_diff(out[at[keep]], run.out[i][steps[keep]]))
             else:
                 worst = max(worst, max_diff(_same_shape(out, run.out[i]), run.out[i]))
-    return worst, (unrun, why)
+    return worst, (unrun, why), ran_padded
 
 
 def _reduced(run: AuditRun, rows) -> bool:
