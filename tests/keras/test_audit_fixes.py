@@ -90,7 +90,8 @@ def _compiled(model, loss="mse"):
 
 def lstm_last_state():
     x = tokens()
-    return _compiled(keras.Model(x, layers.Dense(1)(layers.LSTM(4)(layers.Embedding(20, 8)(x)))))
+    return _compiled(keras.Model(x, layers.Dense(1)(layers.LSTM(4, name="lstm")(
+        layers.Embedding(20, 8)(x)))))
 
 
 def pooled(pool):
