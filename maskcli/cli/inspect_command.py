@@ -53,7 +53,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
 
     The mask is True at REAL steps (Keras' polarity) unless --polarity ignore.
     Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
-    pre-padding-rnn, mixed-padding-sides, mask-mismatch (see the README).
+    pre-padding-rnn, mixed-padding-sides, mask-mismatch (see docs/inspect-mask.md).
     """
     import io
 
