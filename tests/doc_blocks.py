@@ -66,6 +66,8 @@ def run_line(line: str, folder: Path) -> str:
                 out = proc.stdout.encode()
             else:
                 out = (JQ_IN_PYTHON[program_text](json.loads(file.read_text())) + "\n").encode()
+                status = 1 if "-e" in args and out.strip() in (b"false", b"null") else 0
+                assert status == expected, line  # jq -e: exit 1 on false or null
         if target:
             (folder / target).write_bytes(out)
             out = b""
