@@ -32,6 +32,12 @@ from maskcli.core.errors import UsageError
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
               help="Also show how batches of B weigh the real tokens (Keras normalizes a "
                    "masked loss per batch), and the padding that sorting by length saves.")
+@click.option("--accumulation-steps", type=click.IntRange(min=1), metavar="K",
+              help="Also show how updates that average K micro-batches of --batch-size "
+                   "(gradient accumulation) weigh the real tokens.")
+@click.option("--replicas", type=click.IntRange(min=1), metavar="R",
+              help="With --accumulation-steps: each micro-batch split over R data-parallel "
+                   "replicas, each normalizing its own share.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any diagnostic fires (for CI).")
 @click.option("--svg", type=click.Path(dir_okay=False), metavar="FILE",
               help="Save the display as an SVG image.")
@@ -40,7 +46,7 @@ from maskcli.core.errors import UsageError
                    "inspect, with its own mask and pad value. [default: the first]")
 @click.pass_context
 def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as_int, rows,
-                         batch_size, strict, svg, field):
+                         batch_size, strict, svg, field, accumulation_steps=None, replicas=None):
     """Build the mask Keras would build from padded data, show it and diagnose it.
 
     \b
@@ -50,6 +56,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     maskcli inspect-mask padded.npz -o mask.npy --polarity ignore
     maskcli inspect-mask padded.npz --format json --strict > report.json
     maskcli inspect-mask padded.npz --batch-size 32   # token weights in batches of 32
+    maskcli inspect-mask padded.npz --batch-size 8 --accumulation-steps 4
 
     The mask is True at REAL steps (Keras' polarity) unless --polarity ignore.
     Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
@@ -77,7 +84,8 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         check_destination(target, option)
 
     report = inspect_mask(load_padded(input, field=field), mode=mode, mask_value=mask_value,
-                          batch_size=batch_size)
+                          batch_size=batch_size, accumulation_steps=accumulation_steps,
+                          replicas=replicas)
     written = with_polarity(report.mask, polarity, as_int)
     if output:
         with atomic_output(output) as handle:

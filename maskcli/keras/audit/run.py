@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskcli.core.accumulation import check_accumulation
 from maskcli.core.batching import check_batch_size
 from maskcli.core.errors import InputError, UsageError, option, spelled
 from maskcli.core.masks import step_mask
 from maskcli.keras import feed, models
-from maskcli.keras.audit import batched, losses, weighting
+from maskcli.keras.audit import accumulation, batched, losses, weighting
 from maskcli.keras.audit.batch import (
     boolean_mask,
     checked_inputs,
@@ -35,7 +36,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                output: str | None = None, mask_input: str | None = None,
                pad_values: dict | None = None, recorded_masks: dict | None = None,
                file_mask=None, batch_size: int | None = None, strict: bool = False,
-               mask_label: str = "the mask",
+               mask_label: str = "the mask", accumulation_steps: int | None = None,
+               replicas: int | None = None,
                progress: batched.Progress = batched.no_progress,
                reseed: bool = True) -> AuditReport:
     """Audit whether ``model``'s loss ignores the padding of ``inputs``.
@@ -57,7 +59,11 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     and the weights cut alike) and adds the batch-weighting check (``strict``:
     its warning fails the audit); ``progress(what, done, total)`` hears of
     each batch. ``reseed`` False leaves the global random seeds (Python,
-    numpy, TensorFlow) as they are, for an audit inside a training run. For example
+    numpy, TensorFlow) as they are, for an audit inside a training run.
+    ``accumulation_steps`` (default: the compiled optimizer's
+    ``gradient_accumulation_steps``) and ``replicas`` add the accumulation
+    check: updates of that many micro-batches of ``batch_size``, each split
+    over ``replicas`` data-parallel replicas. For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
@@ -65,6 +71,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         raise UsageError(f"{option('--train-steps')} must be 0 or more, got {train_steps}")
     if batch_size is not None:
         check_batch_size(batch_size)
+    check_accumulation(batch_size, accumulation_steps, replicas)
     if model is not None and arch is not None:
         raise UsageError(f"{option('--arch')} and {option('--model')} both name a model: give "
                          "one of them")
@@ -145,6 +152,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         audit.set_weights(sample_weight, sample_weight_label)
         audit.set_targets(targets, seed, targets_label)
         audit.train(train_steps)
+        accumulation.configure(audit, accumulation_steps, replicas)
         return report(audit, per_sample, strict)
 
 
@@ -178,7 +186,7 @@ def report(run: AuditRun, per_sample: bool, strict: bool = False) -> AuditReport
                          "of their losses (choose the batches with --batch-size)")
     failed = [check.id for check in results if check.status == "fail"]
     cause = _cause(run, failed)
-    return AuditReport(
+    found = AuditReport(
         verdict="leaks" if failed else "ignored",
         loss=run.spec.name, keras_loss=run.keras_loss, masked_loss=run.masked_loss,
         unmasked_loss=run.unmasked_loss, checks=results, versions=models.versions(),
@@ -188,9 +196,16 @@ def report(run: AuditRun, per_sample: bool, strict: bool = False) -> AuditReport
         cause=cause, notes=run.notes, removed_loss=run.removed_loss,
         batch_size=run.batching.size, batches=len(run.slices),
         batch_size_auto=run.batching.auto)
+    if failed:
+        found.fixes.extend(accumulation.fixes(run))
+    return found
 
 
 def _cause(run: AuditRun, failed: list[str]) -> str | None:
+    if accumulation.CHECK_ID in failed and set(failed) <= {accumulation.CHECK_ID,
+                                                          weighting.CHECK_ID}:
+        return accumulation.cause(run)  # the optimizer's own averaging, said first
+    failed = [f for f in failed if f != accumulation.CHECK_ID]
     if failed == [weighting.CHECK_ID]:
         return weighting.cause(run)
     return likely_cause(run, [f for f in failed if f != weighting.CHECK_ID]) if failed \
