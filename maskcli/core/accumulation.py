@@ -118,12 +118,39 @@ def accumulation_weighting(lengths, batch_size: int, steps: int, replicas: int =
     """
     divisors = np.asarray(lengths if divisors is None else divisors, dtype=np.float64)
     weights = window_token_weights(divisors, batch_size, steps, replicas)
-    real = weights[np.isfinite(weights)]
+    return _summary(weights[np.isfinite(weights)], len(divisors), batch_size, steps, replicas)
+
+
+def summed_weighting(weights, counted, batch_size: int, steps: int,
+                     replicas: int = 1) -> AccumulationWeighting:
+    """The same for a loss that SUMS over real tokens (``reduction="sum"``):
+    its sample weights are the normalization, so a real token weighs its
+    ``weight x D_w / units_w`` relative to its window's token mean (``D_w``
+    the window's counted tokens). ``weights`` and ``counted`` are per step
+    (sequences, steps); tokens of weight 0 are left out.
+
+    >>> summed_weighting([[2, 0], [2, 2]], [[1, 0], [1, 1]], 1, 2).spread  # the fix's weights
+    1.0
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    counted = np.asarray(counted, dtype=bool)
+    found = []
+    for window in windows(len(weights), batch_size, steps, replicas):
+        rows = slice(window[0].start, window[-1].stop)
+        total = int(counted[rows].sum())
+        if total:
+            found.append(weights[rows][counted[rows]] * total / len(window))
+    values = np.concatenate(found) if found else np.zeros(0)
+    return _summary(values[values > 0], len(weights), batch_size, steps, replicas)
+
+
+def _summary(real: np.ndarray, count: int, batch_size: int, steps: int,
+             replicas: int) -> AccumulationWeighting:
     low = float(real.min()) if real.size else None
     high = float(real.max()) if real.size else None
     return AccumulationWeighting(
         batch_size=int(batch_size), steps=int(steps), replicas=int(replicas),
-        windows=len(windows(len(divisors), batch_size, steps, replicas)),
+        windows=len(windows(count, batch_size, steps, replicas)),
         weight_min=low, weight_max=high, spread=None if low is None else high / low)
 
 

@@ -27,6 +27,7 @@ from maskcli.core.accumulation import (
     AccumulationWeighting,
     accumulation_weighting,
     fixed_weights,
+    summed_weighting,
     windows,
 )
 from maskcli.core.batching import ratio_text
@@ -114,7 +115,11 @@ def window_references(run: AuditRun, groups: list[list[slice]], losses: list[flo
     values, start = [], 0
     for group in groups:
         rows = slice(group[0].start, group[-1].stop)
-        if run.spec.kind is not None:
+        if run.spec.reduction == "sum":  # the token mean the sample weights should give
+            counted = run.counted_steps()[rows]
+            value = float(run.per_step[rows][counted].sum() / counted.sum()) \
+                if counted.any() else None
+        elif run.spec.kind is not None:
             value = reduced(run.spec, run.per_step[rows], run.reference_weights()[rows],
                             run.counted_steps()[rows])
         else:
@@ -141,14 +146,10 @@ def accumulation_check(run: AuditRun, strict: bool) -> Check:
     if not run.time_axis:
         return Check(CHECK_ID, "skipped", detail=(
             "the output has no time axis: each sequence counts once in its micro-batch"))
-    if run.spec.reduction == "sum":
-        return Check(CHECK_ID, "skipped", detail=(
-            "a sum reduction does not divide by each micro-batch's real steps"))
     groups = _units(run)
     losses = unit_losses(run, groups)
     value, reference = _per_window(losses, groups), window_references(run, groups, losses)
-    found = accumulation_weighting(run.mask.sum(axis=1), size, acc.steps, acc.replicas,
-                                   _divisors(run))
+    found = weighing(run)
     detail = (f"updates of {describe(acc, size)} ({acc.source}), {found.windows} "
               f"window{'s' if found.windows != 1 else ''}: the mean of the micro-batch "
               f"losses, as the accumulated update sees them: {show(value)}; each window's "
@@ -160,6 +161,17 @@ def accumulation_check(run: AuditRun, strict: bool) -> Check:
     if run.accumulation_fix.verified is not None:
         detail += f" ({run.accumulation_fix.tried})"
     return Check(CHECK_ID, "fail" if strict else "warn", value, reference, detail)
+
+
+def weighing(run: AuditRun) -> AccumulationWeighting:
+    """The real tokens' weights within each window: from the divisors of a
+    mean reduction, or (``reduction="sum"``) from the sample weights."""
+    acc, size = run.accumulation, run.batching.size
+    if run.spec.reduction == "sum":
+        return summed_weighting(run.reference_weights(), run.counted_steps(), size, acc.steps,
+                                acc.replicas)
+    return accumulation_weighting(run.mask.sum(axis=1), size, acc.steps, acc.replicas,
+                                  _divisors(run))
 
 
 def spread_text(found: AccumulationWeighting) -> str:
@@ -192,7 +204,9 @@ def try_fix(run: AuditRun, groups: list[list[slice]], reference: float) -> Fix:
         return Fix(FIX_TEXT, "compile", None, "maskcli cannot rebuild this loss with "
                    "reduction=\"sum\"")
     factors = fixed_weights(_divisors(run), run.batching.size, acc.steps, acc.replicas)
-    weights = (run.reference_weights() * factors[:, None]).astype(np.float32)
+    # A sum's own weights were its normalization: the fix replaces them.
+    base = run.counted_steps() if run.spec.reduction == "sum" else run.reference_weights()
+    weights = (base * factors[:, None]).astype(np.float32)
     keras = models.import_keras()
     values = []
     for unit in (unit for group in groups for unit in group):
@@ -231,9 +245,7 @@ def fixes(run: AuditRun) -> list[Fix]:
 
 def cause(run: AuditRun) -> str:
     """The verdict's cause when accumulation failed (``--strict``)."""
-    found = accumulation_weighting(run.mask.sum(axis=1), run.batching.size,
-                                   run.accumulation.steps, run.accumulation.replicas,
-                                   _divisors(run))
+    found = weighing(run)
     return (f"accumulating {describe(run.accumulation, run.batching.size)} averages their "
             f"per-micro-batch means: real tokens weigh unequally (spread "
             f"{ratio_text(found.spread)}, tolerance {SPREAD_TOLERANCE:g}): {FIX_TEXT}")
