@@ -93,7 +93,7 @@ def _accumulation(found) -> tuple[str, str]:
     """The real tokens' weights within each update, relative to one batch of its sequences."""
     label = f"updates of {found.steps} × {found.batch_size}"
     if found.replicas > 1:
-        label += f" on {found.replicas} replicas"
+        label = f"{found.steps} × {found.batch_size} on {found.replicas} replicas"
     windows = f"{found.windows} update{'s' if found.windows != 1 else ''}"
     if found.spread is None:
         return label, f"{windows}, no real token"
