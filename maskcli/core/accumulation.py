@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskcli.core.batching import check_batch_size
-from maskcli.core.errors import UsageError, option
+from maskcli.core.errors import UsageError, option, spelled
 
 
 def check_accumulation(batch_size: int | None, steps: int | None, replicas: int | None) -> None:
@@ -45,7 +45,8 @@ def check_accumulation(batch_size: int | None, steps: int | None, replicas: int 
             raise UsageError(f"{option(flag)} must be at least 1, got {value}")
         if batch_size is None:
             raise UsageError(f"{option(flag)} needs {option('--batch-size')}: give the "
-                             f"micro-batch size with {option('--batch-size', 'B')}")
+                             f"micro-batch size with "
+                             f"{spelled('--batch-size B', 'batch_size=B')}")
     if batch_size is not None:
         check_batch_size(batch_size)
         if replicas and batch_size % replicas:

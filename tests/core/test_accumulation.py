@@ -74,7 +74,7 @@ def test_the_fix_weights_make_every_token_weigh_the_same():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"batch_size": None, "steps": 4, "replicas": None},
-     "accumulation_steps needs batch_size: give the micro-batch size with batch_size=\"B\""),
+     "accumulation_steps needs batch_size: give the micro-batch size with batch_size=B"),
     ({"batch_size": None, "steps": None, "replicas": 2}, "replicas needs batch_size"),
     ({"batch_size": 3, "steps": 2, "replicas": 2},
      "batch_size 3 does not split evenly over 2 replicas: give a multiple of replicas (2)"),

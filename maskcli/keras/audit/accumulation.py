@@ -74,7 +74,8 @@ def configure(run: AuditRun, steps: int | None, replicas: int | None) -> None:
                          "micro-batch size (--batch-size B) to check how that weighs real tokens")
         return
     source = ("--accumulation-steps" if steps is not None else
-              f"the optimizer's gradient_accumulation_steps={own}" if own else "no accumulation")
+              f"the optimizer's gradient_accumulation_steps={own}" if own
+              else "--replicas, no accumulation")
     run.accumulation = Accumulation(steps or own or 1, replicas or 1, source)
 
 
