@@ -44,9 +44,16 @@ from maskcli.core.errors import UsageError
 @click.option("--field", metavar="NAME",
               help="An npz of several fields (maskcli pad --field A --field B): the field to "
                    "inspect, with its own mask and pad value. [default: the first]")
+@click.option("--segment-input", metavar="NAME",
+              help="Packed data: the array of segment ids (default: an array named "
+                   "*_segment_ids; KerasHub's plain segment_ids are token types, not packing).")
+@click.option("--bidirectional", is_flag=True,
+              help="Packed data: the attention mask shown and written is block-diagonal "
+                   "without the causal triangle.")
 @click.pass_context
 def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as_int, rows,
-                         batch_size, strict, svg, field, accumulation_steps=None, replicas=None):
+                         batch_size, strict, svg, field, segment_input, bidirectional,
+                         accumulation_steps=None, replicas=None):
     """Build the mask Keras would build from padded data, show it and diagnose it.
 
     \b
@@ -61,6 +68,12 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     The mask is True at REAL steps (Keras' polarity) unless --polarity ignore.
     Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
     pre-padding-rnn, mixed-padding-sides, mask-mismatch (see docs/inspect-mask.md).
+
+    Packed data (maskcli pack: NAME_segment_ids, NAME_positions) shows each
+    row's documents and the attention mask the model should use (-o writes
+    it, rows x steps x steps), and diagnoses positions-not-restarting,
+    segments-not-contiguous, segments-out-of-order, padding-between-documents,
+    target-crosses-boundary and first-label-not-ignored (docs/packing.md).
     """
     import io
 
@@ -68,7 +81,6 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
 
     from maskcli.core.diagnose import inspect_mask
     from maskcli.core.masks import with_polarity
-    from maskcli.formats.arrays import load_padded
     from maskcli.formats.files import atomic_output, check_destination, refuse_overwrite
 
     terminal = sys.stdout.isatty()
@@ -83,9 +95,17 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         refuse_overwrite(target, input, option=option)
         check_destination(target, option)
 
-    report = inspect_mask(load_padded(input, field=field), mode=mode, mask_value=mask_value,
-                          batch_size=batch_size, accumulation_steps=accumulation_steps,
-                          replicas=replicas)
+    from maskcli.cli.packed_inspect import inspect_packed_command, load_maybe_packed
+
+    padded, arrays = load_maybe_packed(input, field, segment_input)
+    if arrays is not None:
+        return inspect_packed_command(ctx, padded.source, arrays, segment_input, not bidirectional,
+                                      fmt, output, rows, strict, svg)
+    if segment_input or bidirectional:
+        raise UsageError(f"--segment-input and --bidirectional apply to packed data, and "
+                         f"{padded.source} holds no NAME_segment_ids array: drop them")
+    report = inspect_mask(padded, mode=mode, mask_value=mask_value, batch_size=batch_size,
+                          accumulation_steps=accumulation_steps, replicas=replicas)
     written = with_polarity(report.mask, polarity, as_int)
     if output:
         with atomic_output(output) as handle:
