@@ -80,11 +80,15 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]),
               help="Output format (default: table on a terminal, json otherwise).")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's logs and Python warnings.")
+@click.option("--segment-input", metavar="NAME",
+              help="Packed rows: the model input holding segment ids (default: an input named "
+                   "*_segment_ids). Runs segment-isolation and boundary-targets instead of the "
+                   "padding checks (docs/packing.md).")
 @click.pass_context
 def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output, mask_path, mode,
                mask_value, target_pad, targets_path, model_path, arch, unsafe, imports, loss,
                units, seed, train_steps, batch_size, limit, sample, strict, quiet, per_sample,
-               fmt, verbose, accumulation_steps=None, replicas=None):
+               fmt, verbose, segment_input, accumulation_steps=None, replicas=None):
     """Prove that padding is ignored by a Keras model's loss, or show where it leaks.
 
     Runs a real Keras model on the padded batch and checks loss-parity,
@@ -132,7 +136,7 @@ def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output,
                 named_inputs=named_inputs, sample_weight=sample_weight, output=output,
                 mask_input=mask_input, batch_size=batch_size, limit=limit, sample=sample,
                 strict=strict, progress=bar, accumulation_steps=accumulation_steps,
-                replicas=replicas)
+                replicas=replicas, segment_input=segment_input)
     finally:
         if bar:
             bar.close()

@@ -278,13 +278,9 @@ def _label_checks(segment_ids, positions, tokens, labels, names: PackedNames) ->
             "predict this document's first",
             f"set the label at each document's first step to {IGNORE_INDEX} "
             "(maskcli pack --layout flatten does)")]
-    if _shift(segment_ids, tokens, labels) != 1:
+    crossing = crossing_targets(segment_ids, tokens, labels)
+    if crossing is None:
         return []
-    ends = np.zeros_like(starts)
-    ends[:, :-1] = starts[:, 1:]  # the last step of a document followed by another
-    crossing = np.zeros_like(starts)
-    crossing[:, :-1] = ends[:, :-1] & (labels[:, :-1] == tokens[:, 1:])
-    crossing &= (labels != IGNORE_INDEX) & (segment_ids > 0)
     return [_diagnostic(
         "target-crosses-boundary", np.argwhere(crossing), "steps",
         f"'{names.labels}' holds next-token labels, and the last step of a document is "
@@ -292,6 +288,27 @@ def _label_checks(segment_ids, positions, tokens, labels, names: PackedNames) ->
         "document boundary",
         f"set the label at each document's last step to {IGNORE_INDEX} (or drop that step "
         "from the loss)")]
+
+
+def crossing_targets(segment_ids, tokens, labels) -> np.ndarray | None:
+    """True at each document's last step whose next-token label is the first
+    token of the next document in the row (not ignored with -100); None when
+    ``labels`` are not next-token labels of ``tokens``.
+
+    >>> crossing_targets(np.array([[1, 1, 2, 2]]), np.array([[5, 6, 7, 8]]),
+    ...                  np.array([[6, 7, 8, 0]])).tolist()
+    [[False, True, False, False]]
+    """
+    segment_ids, tokens, labels = (np.asarray(a) for a in (segment_ids, tokens, labels))
+    if labels.shape != segment_ids.shape or tokens.shape != segment_ids.shape:
+        return None
+    if _shift(segment_ids, tokens, labels) != 1:
+        return None
+    starts = np.zeros_like(segment_ids, dtype=bool)
+    starts[:, 1:] = (segment_ids[:, 1:] != segment_ids[:, :-1]) & (segment_ids[:, 1:] > 0)
+    crossing = np.zeros_like(starts)
+    crossing[:, :-1] = starts[:, 1:] & (labels[:, :-1] == tokens[:, 1:])
+    return crossing & (labels != IGNORE_INDEX) & (segment_ids > 0)
 
 
 def _shift(segment_ids, tokens, labels) -> int | None:

@@ -43,7 +43,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                 mask_input: str | None = None, batch_size: int | None = None,
                 limit: int | None = None, sample: int | None = None, strict: bool = False,
                 progress=None, model=None, accumulation_steps: int | None = None,
-                replicas: int | None = None) -> AuditReport:
+                replicas: int | None = None, segment_input: str | None = None) -> AuditReport:
     """``audit_loss`` on files, as ``maskcli audit-loss`` runs it.
 
     The reference mask comes from ``mask_path``, else the npz ``mask``, else
@@ -134,6 +134,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                       file_mask=file_mask if several else None,
                       batch_size=batch_size, strict=strict,
                       accumulation_steps=accumulation_steps, replicas=replicas,
+                      segment_input=segment_input,
                       **({"progress": progress} if progress else {}))
     if files.part is not None:
         part = files.part

@@ -19,12 +19,14 @@ from maskcli.keras.audit.batch import (
 )
 from maskcli.keras.audit.cause import likely_cause
 from maskcli.keras.audit.inputs import Batch, named_batch
+from maskcli.keras.audit.packed import audit_packed
 from maskcli.keras.audit.prepare import built_in_model, user_model
 from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport
 from maskcli.keras.audit.state import AuditRun
 from maskcli.keras.audit.suite import run_checks
 from maskcli.keras.audit.weights import check_measured
+from maskcli.keras.trace.packed import packed_batch
 
 
 def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
@@ -39,7 +41,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                mask_label: str = "the mask", accumulation_steps: int | None = None,
                replicas: int | None = None,
                progress: batched.Progress = batched.no_progress,
-               reseed: bool = True) -> AuditReport:
+               reseed: bool = True, segment_input: str | None = None) -> AuditReport:
     """Audit whether ``model``'s loss ignores the padding of ``inputs``.
 
     ``inputs`` is an array, or for a model with several inputs a dict (by
@@ -63,7 +65,9 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     ``accumulation_steps`` (default: the compiled optimizer's
     ``gradient_accumulation_steps``) and ``replicas`` add the accumulation
     check: updates of that many micro-batches of ``batch_size``, each split
-    over ``replicas`` data-parallel replicas. For example
+    over ``replicas`` data-parallel replicas. Packed inputs (an input named
+    ``*_segment_ids``, or ``segment_input``) get the packed audit instead
+    (:mod:`maskcli.keras.audit.packed`). For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
@@ -118,6 +122,14 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         model, label = user_model(model, loss, units, output)
     if model_label:  # the file's name, and the output chosen of several
         label = model_label + (label[label.index(", output "):] if ", output " in label else "")
+    if segment_input is not None and arrays is None:
+        raise UsageError(f"{option('--segment-input')} {segment_input}: packed data needs a "
+                         f"{option('--model')} that takes the segment ids as a named input")
+    packed = None if arrays is None else packed_batch(arrays, list(arrays), segment_input)
+    if packed is not None:  # packed rows are not padded ones: the segment-isolation audit
+        with models.full_float32():
+            return audit_packed(model, spec, packed, label=label, targets=targets, seed=seed,
+                                targets_label=targets_label)
     spec_loss = loss_spec(model.loss)
     target_padded = None
     if target_pad is not None:
