@@ -84,3 +84,26 @@ def _matrix(report: PackedReport) -> Group:
             line.append("■" if keep else "·", style="green" if keep else "grey50")
         lines.append(line)
     return Group(*lines)
+
+
+def render_document_trace(result: dict, console: Console | None = None) -> None:
+    """The trace-mask table of a packed model: each layer's document effect."""
+    console = console or Console()
+    table = Table(title=f"document trace of model '{result['model']}'",
+                  caption=f"{result['documents']} documents, packed and alone "
+                          f"(segment ids '{result['segment_input']}')")
+    table.add_column("#", justify="right")
+    table.add_column("layer", overflow="fold")
+    table.add_column("class", overflow="fold")
+    table.add_column("document effect", no_wrap=True)
+    for number, row in enumerate(result["layers"], 1):
+        effect = row["document_effect"]
+        cell = Text("-" if effect is None else f"{effect:.3g}")
+        if row["mixes"]:
+            cell.append("  mixes here", style="bold red")
+            if row["additive_mask"]:
+                cell.append(" (additive float mask)", style="bold red")
+        elif effect is not None and effect > row["tolerance"]:
+            cell.append("  inherited", style="yellow")
+        table.add_row(str(number), row["path"], row["class"], cell)
+    console.print(table)

@@ -107,3 +107,28 @@ def test_keras_hub_bert_segment_ids_are_token_types_audited_as_padding():
     ids = {check.id for check in report.checks}
     assert "segment-isolation" not in ids and "forward-invariance" in ids
     assert report.verdict == "leaks"  # mse over every step: the padding counts (as today)
+
+
+def test_trace_mask_command_names_the_layer_where_documents_mix(models, tmp_path):
+    model_path = tmp_path / "conv.keras"
+    models["conv"].save(model_path)
+    data = tmp_path / "packed.npz"
+    np.savez(data, **packed_rows())
+    result = invoke(["trace-mask", "--model", model_path, data, "--format", "json"], exit_code=1)
+    report = json.loads(result.stdout)
+    assert report["packed"] and report["mixes"] == "conv" and report["documents"] == 5
+    effects = {row["path"]: row["document_effect"] for row in report["layers"]}
+    assert effects["add_positions"] < 1e-6 and effects["conv"] > 1e-2
+    assert "documents mix: at layer 'conv' (Conv1D)" in result.stderr
+
+
+@pytest.mark.parametrize("kind, layer", [("isolated", None), ("padding-only", "attention"),
+                                         ("ignores-positions", "position_embedding"),
+                                         ("additive-mask", "attention")])
+def test_python_trace_packed(models, kind, layer):
+    import maskcli
+
+    traced = maskcli.trace_packed(models[kind], packed_rows())
+    assert (traced.mixes.path if traced.mixes else None) == layer
+    if kind == "additive-mask":
+        assert traced.mixes.additive_mask

@@ -217,3 +217,30 @@ def _parent_layers(keras, node, depth: int = 0) -> list:
         elif depth < 20:
             found.extend(_parent_layers(keras, parent, depth + 1))
     return found
+
+
+def trace_packed(model, inputs: dict, segment_input: str | None = None) -> DocumentTrace:
+    """Where the documents of packed ``inputs`` (a dict of arrays by model
+    input name, the segment ids among them) start to mix in ``model``: each
+    layer's document effect, and ``.mixes``, the first layer where they mix
+    (None when every document runs as it does alone).
+
+    ``maskcli.trace_packed(model, {"tokens": ..., "tokens_segment_ids": ...,
+    "tokens_positions": ...}).mixes.path`` names that layer.
+    """
+    from maskcli.core.errors import UsageError
+    from maskcli.keras import models
+    from maskcli.keras.feed import model_inputs
+
+    spec = model_inputs(model)
+    if spec is None:
+        raise UsageError(f"model '{model.name}' has no named inputs: packed rows need its "
+                         "segment ids as one of them")
+    batch = packed_batch({name: np.asarray(array) for name, array in inputs.items()},
+                         spec.names, segment_input)
+    if batch is None:
+        raise UsageError(f"model '{model.name}' takes no segment ids (its inputs: "
+                         f"{', '.join(spec.names)}): name the one that holds them with "
+                         "segment_input")
+    with models.full_float32():
+        return trace_documents(model, spec, batch)
