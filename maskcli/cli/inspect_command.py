@@ -100,7 +100,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     padded, arrays = load_maybe_packed(input, field, segment_input)
     if arrays is not None:
         return inspect_packed_command(ctx, padded.source, arrays, segment_input, not bidirectional,
-                                      fmt, output, rows, strict, svg)
+                                      fmt, output, rows, strict, svg, padded.meta)
     if segment_input or bidirectional:
         raise UsageError(f"--segment-input and --bidirectional apply to packed data, and "
                          f"{padded.source} holds no NAME_segment_ids array: drop them")

@@ -21,18 +21,21 @@ def load_maybe_packed(path: str, field: str | None, segment_input: str | None):
         if path == "-":
             raise
         padded = load_padded(path, named=True)  # arrays named after a model's inputs
-        if packed_names(padded.extra, segment_input) is None:
+        if packed_names(padded.extra, segment_input, flatten=False) is None:
             raise
     arrays = dict(padded.extra)
     if padded.inputs is not None:
         arrays[padded.field or "inputs"] = padded.inputs
-    if packed_names(arrays, segment_input) is None:
+    packed = padded.meta.get("packed")
+    flatten = (isinstance(packed, dict) and packed.get("layout") == "flatten") \
+        or "cu_seqlens" in arrays  # position_ids and labels alone may be a padded batch
+    if packed_names(arrays, segment_input, flatten) is None:
         return padded, None
     return padded, arrays
 
 
 def inspect_packed_command(ctx, source, arrays, segment_input, causal, fmt, output, rows, strict,
-                           svg):
+                           svg, meta=None):
     """Diagnose packed ``arrays``, print them as ``fmt``, and write the
     attention mask the model should use to ``output`` (.npy)."""
     import io
@@ -43,7 +46,10 @@ def inspect_packed_command(ctx, source, arrays, segment_input, causal, fmt, outp
     from maskcli.core.packed_diagnose import inspect_packed
     from maskcli.formats.files import atomic_output
 
-    report = inspect_packed(arrays, source, segment_input, causal=causal)
+    packed = (meta or {}).get("packed")
+    flatten = (isinstance(packed, dict) and packed.get("layout") == "flatten") \
+        or "cu_seqlens" in arrays
+    report = inspect_packed(arrays, source, segment_input, causal=causal, flatten=flatten)
     if output:
         with atomic_output(output) as handle:
             np.save(handle, report.mask)

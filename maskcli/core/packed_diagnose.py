@@ -45,10 +45,13 @@ class PackedNames:
     layout: str  # "seqio" or "flatten"
 
 
-def packed_names(names, segment_input: str | None = None) -> PackedNames | None:
+def packed_names(names, segment_input: str | None = None,
+                 flatten: bool = True) -> PackedNames | None:
     """The packed arrays among ``names`` (an npz's arrays or a model's inputs),
     or None when the data is not packed. ``segment_input`` names the segment
-    ids array when it does not end in ``_segment_ids``."""
+    ids array when it does not end in ``_segment_ids``; ``flatten`` False does
+    not read ``position_ids`` with ``labels`` as the flattening layout (padded
+    Hugging Face batches hold them too)."""
     names = list(names)
     if segment_input is not None:
         if segment_input not in names:
@@ -60,7 +63,7 @@ def packed_names(names, segment_input: str | None = None) -> PackedNames | None:
                          and len(name) > len(SEGMENT_SUFFIX)), None)
     labels = next((name for name in LABEL_NAMES if name in names), None)
     if segments is None:
-        if "position_ids" in names and "labels" in names:
+        if flatten and "position_ids" in names and "labels" in names:
             tokens = next((name for name in names if name not in ("position_ids", "labels",
                                                                   "cu_seqlens")), None)
             return PackedNames(tokens, None, "position_ids", "labels", "flatten")
@@ -76,10 +79,21 @@ def packed_names(names, segment_input: str | None = None) -> PackedNames | None:
     return PackedNames(tokens, segments, positions, labels, "seqio")
 
 
-def segments_from_positions(positions: np.ndarray) -> np.ndarray:
-    """Segment ids of the flattening layout: a document starts at each 0."""
+def segments_from_positions(positions: np.ndarray, labels=None) -> np.ndarray:
+    """Segment ids of the flattening layout: a document starts at each 0; the
+    steps at a row's end with position 0 and label -100 are padding.
+
+    >>> segments_from_positions(np.array([[0, 1, 0, 0, 0]]),
+    ...                         np.array([[-100, 5, -100, -100, -100]])).tolist()
+    [[1, 1, 0, 0, 0]]
+    """
     positions = np.asarray(positions)
-    return np.cumsum(positions == 0, axis=1)
+    segments = np.cumsum(positions == 0, axis=1)
+    if labels is not None and np.shape(labels) == positions.shape:
+        padding = (positions == 0) & (np.asarray(labels) == IGNORE_INDEX)
+        trailing = np.flip(np.logical_and.accumulate(np.flip(padding, 1), axis=1), 1)
+        segments[trailing] = 0
+    return segments
 
 
 def restarted_positions(segment_ids: np.ndarray) -> np.ndarray:
@@ -171,10 +185,11 @@ class PackedReport:
 
 
 def inspect_packed(arrays: dict, source: str, segment_input: str | None = None,
-                   causal: bool = True) -> PackedReport:
+                   causal: bool = True, flatten: bool = True) -> PackedReport:
     """Read packed ``arrays`` (by name) and diagnose them; raises InputError
-    when they are not packed or their shapes differ."""
-    names = packed_names(arrays, segment_input)
+    when they are not packed or their shapes differ. ``flatten``: as
+    :func:`packed_names`."""
+    names = packed_names(arrays, segment_input, flatten)
     if names is None:
         raise InputError(f"{source} holds no packed data (no NAME_segment_ids array, nor "
                          "position_ids with labels): give the output of 'maskcli pack', or "
@@ -183,7 +198,7 @@ def inspect_packed(arrays: dict, source: str, segment_input: str | None = None,
            for key in (names.tokens, names.segment_ids, names.positions, names.labels)}
     positions = get[names.positions]
     segment_ids = (get[names.segment_ids] if names.segment_ids is not None
-                   else segments_from_positions(positions))
+                   else segments_from_positions(positions, get[names.labels]))
     if segment_ids.ndim != 2:
         raise InputError(f"{source}: the segment ids have shape {segment_ids.shape}: give one "
                          "segment id per step, (rows, steps)")

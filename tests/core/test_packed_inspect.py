@@ -116,3 +116,17 @@ def test_segment_options_on_data_that_is_not_packed(tmp_path):
     np.save(path, TOKENS)
     result = invoke(["inspect-mask", path, "--bidirectional"], exit_code=2)
     assert "holds no NAME_segment_ids" in result.stderr
+
+
+def test_flattening_layout_from_maskcli_pack_and_a_padded_batch_that_is_not_packed(tmp_path):
+    records = tmp_path / "hf.jsonl"
+    records.write_text('{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}\n'
+                       '{"input_ids": [4, 5], "labels": [4, 5]}\n')
+    packed, padded = tmp_path / "flat.npz", tmp_path / "padded.npz"
+    invoke(["pack", records, "--field", "input_ids", "--field", "labels", "--layout", "flatten",
+            "--length", "6", "-q", "-o", packed])
+    report = json.loads(invoke(["inspect-mask", packed, "--format", "json"]).stdout)
+    assert (report["layout"], report["diagnostics"]) == ("flatten", [])
+    assert report["summary"]["documents"] == 2 and report["summary"]["real_steps"] == 5
+    invoke(["pad", records, "--field", "input_ids", "--field", "labels", "-o", padded])
+    assert "packed" not in json.loads(invoke(["inspect-mask", padded, "--format", "json"]).stdout)
