@@ -42,8 +42,10 @@ _RNN = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM")
 
 
 def audit_packed(model, spec, batch: PackedBatch, *, label: str, targets=None, seed: int = 0,
-                 targets_label: str = "targets") -> AuditReport:
-    """Audit ``model`` (compiled, its inputs ``spec``) on the packed ``batch``."""
+                 targets_label: str = "targets", unused: dict | None = None) -> AuditReport:
+    """Audit ``model`` (compiled, its inputs ``spec``) on the packed ``batch``.
+    ``unused``: options of the padded audit given a value (by their names),
+    which the packed audit does not apply: each gets a note."""
     loss = loss_spec(model.loss)
     packed = call(model, spec, batch.arrays)
     given = targets is not None
@@ -63,6 +65,10 @@ def audit_packed(model, spec, batch: PackedBatch, *, label: str, targets=None, s
     report.notes.append(f"packed inputs ('{batch.names.segment_ids}'): {len(batch.docs)} "
                         "documents compared with each run alone, unpacked (positions 0..); "
                         "the padding checks do not apply")
+    for name, given_value in (unused or {}).items():
+        if given_value not in (None, 0, False):
+            report.notes.append(f"{name} does not apply to packed rows: every model call runs "
+                                "on the whole batch, untrained, unweighted")
     if failed:
         report.cause, report.fixes = _cause_and_fixes(model, spec, batch, targets, loss,
                                                       failed, given)
@@ -99,7 +105,11 @@ def _isolation(model, spec, batch: PackedBatch, arrays: dict, targets, loss) -> 
     else:
         detail = (f"all {len(batch.docs)} documents give the same outputs and loss packed as "
                   "alone")
-    check = Check(CHECK_ID, "fail" if bad else "pass", value, tol, detail)
+    status = "fail" if bad else "pass"
+    if changes is None and not packed_losses:
+        status, detail = "skipped", (f"the output has shape {tuple(packed.shape)}, no step axis "
+                                     f"of the rows' {batch.steps} steps: documents not compared")
+    check = Check(CHECK_ID, status, value, tol, detail)
     mean = (lambda xs: float(np.mean(xs)) if xs else None)  # noqa: E731
     return _Isolation(check, mean(packed_losses), mean(alone_losses), rtol)
 

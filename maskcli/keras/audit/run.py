@@ -129,7 +129,10 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     if packed is not None:  # packed rows are not padded ones: the segment-isolation audit
         with models.full_float32():
             return audit_packed(model, spec, packed, label=label, targets=targets, seed=seed,
-                                targets_label=targets_label)
+                                targets_label=targets_label,
+                                unused={"train_steps": train_steps, "batch_size": batch_size,
+                                        "per_sample": per_sample,
+                                        "sample_weight": None if sample_weight is None else 1})
     spec_loss = loss_spec(model.loss)
     target_padded = None
     if target_pad is not None:
