@@ -61,3 +61,30 @@ def packed_rows(seed: int = 0):
     tokens = np.where(segments > 0, rng.integers(1, VOCAB, segments.shape), 0)
     return {"tokens": tokens.astype("int32"), "tokens_segment_ids": segments.astype("int32"),
             "tokens_positions": positions.astype("int32")}
+
+
+def additive_input_model(seed: int = 0):
+    """Takes Hugging Face's additive mask as an input, ``attention_mask`` (rows,
+    query, key: 0 keep, -1e9 drop), and hands it to MultiHeadAttention as it is."""
+    keras.utils.set_random_seed(seed)
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    segments = keras.Input((None,), dtype="int32", name="tokens_segment_ids")
+    positions = keras.Input((None,), dtype="int32", name="tokens_positions")
+    bias = keras.Input((None, None), dtype="float32", name="attention_mask")
+    x = layers.Add(name="add_positions")(
+        [layers.Embedding(VOCAB, DIM, name="token_embedding")(tokens),
+         layers.Embedding(MAX_POSITION, DIM, name="position_embedding")(positions)])
+    attended = layers.MultiHeadAttention(2, 4, name="attention")(x, x, attention_mask=bias)
+    logits = layers.Dense(VOCAB, name="logits")(layers.Add(name="residual")([x, attended]))
+    model = keras.Model({"tokens": tokens, "tokens_segment_ids": segments,
+                         "tokens_positions": positions, "attention_mask": bias}, logits,
+                        name="packed_additive_input")
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def additive_mask(segment_ids: np.ndarray) -> np.ndarray:
+    """The block-diagonal causal mask in Hugging Face's additive form."""
+    from maskcli.core.packed_diagnose import attention_mask
+
+    return np.where(attention_mask(segment_ids), 0.0, -1e9).astype("float32")

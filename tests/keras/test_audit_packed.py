@@ -6,6 +6,7 @@ Each model is built once for the module (tests/keras/packed_models.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,25 @@ def test_python_trace_packed(models, kind, layer):
     assert (traced.mixes.path if traced.mixes else None) == layer
     if kind == "additive-mask":
         assert traced.mixes.additive_mask
+
+
+def test_an_additive_mask_given_as_input_is_named_and_made_boolean_by_the_data_fix():
+    from tests.keras.packed_models import additive_input_model, additive_mask
+
+    rows = packed_rows()
+    rows["attention_mask"] = additive_mask(rows["tokens_segment_ids"])
+    report = audit_loss(rows, model=additive_input_model())
+    assert report.verdict == "leaks"
+    assert "'attention_mask' is an additive float mask" in report.cause
+    fix = report.fixes[0]
+    assert (fix.kind, fix.verified) == ("data", True)
+    assert fix.text.startswith("convert 'attention_mask' to a boolean mask")
+
+
+def test_python_audit_of_packed_files():
+    import maskcli
+
+    samples = Path(__file__).resolve().parents[2] / "sample_data"
+    report = maskcli.audit_loss(samples / "packed_rows.npz",
+                                model=samples / "packed_isolated.keras")
+    assert report.verdict == "ignored" and report.check("segment-isolation").status == "pass"
