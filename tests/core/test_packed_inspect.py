@@ -130,3 +130,8 @@ def test_flattening_layout_from_maskcli_pack_and_a_padded_batch_that_is_not_pack
     assert report["summary"]["documents"] == 2 and report["summary"]["real_steps"] == 5
     invoke(["pad", records, "--field", "input_ids", "--field", "labels", "-o", padded])
     assert "packed" not in json.loads(invoke(["inspect-mask", padded, "--format", "json"]).stdout)
+
+
+def test_a_segment_input_that_names_no_array_is_a_usage_error(packed_file):
+    result = invoke(["inspect-mask", packed_file, "--segment-input", "nope"], exit_code=2)
+    assert "--segment-input nope: there is no array or input named 'nope'" in result.stderr
