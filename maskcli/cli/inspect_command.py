@@ -65,15 +65,15 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     maskcli inspect-mask padded.npz --batch-size 32   # token weights in batches of 32
     maskcli inspect-mask padded.npz --batch-size 8 --accumulation-steps 4
 
-    The mask is True at REAL steps (Keras' polarity) unless --polarity ignore.
-    Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
-    pre-padding-rnn, mixed-padding-sides, mask-mismatch (see docs/inspect-mask.md).
-
     Packed data (maskcli pack: NAME_segment_ids, NAME_positions) shows each
     row's documents and the attention mask the model should use (-o writes
     it, rows x steps x steps), and diagnoses positions-not-restarting,
     segments-not-contiguous, segments-out-of-order, padding-between-documents,
     target-crosses-boundary and first-label-not-ignored (docs/packing.md).
+
+    The mask is True at REAL steps (Keras' polarity) unless --polarity ignore.
+    Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
+    pre-padding-rnn, mixed-padding-sides, mask-mismatch (see docs/inspect-mask.md).
     """
     import io
 
