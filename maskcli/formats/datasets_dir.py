@@ -15,9 +15,11 @@ command that reads a dataset goes through it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from maskcli.core.errors import InputError, UsageError
@@ -123,3 +125,43 @@ def describe(path: str, split: str | None = None) -> str:
 def binary_kind(head: bytes) -> str | None:
     """What a binary file is, by its first bytes (``a Parquet file``), or None."""
     return next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+
+
+@contextlib.contextmanager
+def open_dataset(path: str, read, progress=None, split: str | None = None):
+    """Open ``path`` for reading sequences: ``(name, size, Fields)``. One file
+    (or ``-``) is read as :func:`maskcli.formats.readers.open_fields` reads it;
+    a dataset of several files (:func:`dataset_files`) as one input, file
+    after file, each of them with the first file's fields. ``progress(done)``
+    hears of the bytes read (one file only)."""
+    from maskcli.formats import readers
+    from maskcli.formats.files import open_source
+
+    if split is None and not several(path):
+        with open_source(path) as source:
+            yield source.name, source.size, readers.open_fields(source, read, progress=progress)
+        return
+    files = dataset_files(path, split)
+    stack = contextlib.ExitStack()
+    with stack:
+        first = readers.open_fields(stack.enter_context(open_source(files[0])), read)
+        names = first.names
+        yield describe(path, split), None, readers.Fields(
+            names, _chained(first.chunks, files[1:], replace(read, fields=names), names))
+
+
+def _chained(chunks, files: list[str], read, names: tuple[str, ...]):
+    """The chunks of the first file, then of each other file: the same fields
+    in each, or an error naming the file."""
+    from maskcli.formats import readers
+    from maskcli.formats.files import open_source
+
+    yield from chunks
+    for file in files:
+        with open_source(file) as source:
+            opened = readers.open_fields(source, read)
+            if opened.names != names:
+                raise InputError(f"{file} holds the fields {', '.join(opened.names) or '(none)'}, "
+                                 f"where the dataset's first file holds {', '.join(names)}: "
+                                 "give the files of one dataset")
+            yield from opened.chunks
