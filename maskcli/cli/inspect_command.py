@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from maskcli.cli.dataset_options import dataset_from, dataset_options
 from maskcli.core.errors import UsageError
 
 
@@ -38,9 +39,14 @@ from maskcli.core.errors import UsageError
 @click.option("--field", metavar="NAME",
               help="An npz of several fields (maskcli pad --field A --field B): the field to "
                    "inspect, with its own mask and pad value. [default: the first]")
+@click.option("--ignore", "ignore", metavar="ID", multiple=True,
+              help="Silence the diagnostic ID (e.g. pre-padding-rnn), for --strict in CI. "
+                   "Repeatable. A labels field (named labels, or padded with -100) has no "
+                   "Embedding diagnostics anyway.")
+@dataset_options
 @click.pass_context
 def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as_int, rows,
-                         batch_size, strict, svg, field):
+                         batch_size, strict, svg, field, ignore, **dataset):
     """Build the mask Keras would build from padded data, show it and diagnose it.
 
     \b
@@ -76,8 +82,14 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         refuse_overwrite(target, input, option=option)
         check_destination(target, option)
 
-    report = inspect_mask(load_padded(input, field=field), mode=mode, mask_value=mask_value,
-                          batch_size=batch_size)
+    from maskcli.core.label_fields import check_ignored, silenced
+
+    ignore = check_ignored(ignore)
+    padded = load_padded(input, field=field, dataset=dataset_from(dataset, field))
+    report = inspect_mask(padded, mode=mode, mask_value=mask_value, batch_size=batch_size)
+    report.diagnostics, notes = silenced(report.diagnostics, padded, ignore)
+    if padded.meta.get("padded_here"):
+        notes.insert(0, f"{padded.source}: {padded.meta['padded_here']}")
     written = with_polarity(report.mask, polarity, as_int)
     if output:
         with atomic_output(output) as handle:
@@ -97,6 +109,8 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         if svg:
             with atomic_output(svg, "--svg") as handle:
                 handle.write(render.svg(console, report).encode())
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if fmt != "table":
         for diagnostic in report.diagnostics:
             click.echo(f"warning: {diagnostic.id}: {diagnostic.message}", err=True)
