@@ -153,9 +153,10 @@ def _list_fields(path: str, table: bool) -> tuple[str, ...]:
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{path}: its columns cannot be read ({str(exc).splitlines()[0]}): "
                              "re-export it, e.g. with Dataset.to_parquet") from None
-        return tuple(column.name for column in schema
-                     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
-                     or pa.types.is_fixed_size_list(column.type))
+        return tuple(column.name for column in schema  # masks (lists of booleans) are not fields
+                     if (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+                         or pa.types.is_fixed_size_list(column.type))
+                     and not pa.types.is_boolean(column.type.value_type))
     record = _first_record(_head(path))
     if isinstance(record, dict):
         return tuple(key for key, value in record.items() if isinstance(value, list))

@@ -84,7 +84,8 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     padded = files.padded(input_path) if input_path is not None else None
     columns, file_inputs = hf_names.input_columns(named_inputs, padded)
     given = {**files.named_inputs(file_inputs), **columns}
-    stated = hf_names.Stated(padded, model_path is not None or model is not None)
+    stated = hf_names.Stated(padded, model_path is not None or model is not None,
+                             named_inputs, columns)
     targets_path = stated.targets_path(targets_path)
     source = Places(padded.source if padded is not None else "the --input files",
                     {name: f"--input {name}={spec}"
@@ -152,7 +153,8 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                                        lambda other: run(model=other))
     else:
         report = run(model=model)
-        hf_labels.explain_metrics(report, targets_path or "the targets")
+        if hf_labels.holds_ignore_label(targets):
+            hf_labels.explain_metrics(report, targets_path or "the targets")
     stated.state(report, targets)
     if files.part is not None:
         part = files.part

@@ -31,8 +31,11 @@ def input_columns(texts, padded: Padded | None) -> tuple[dict, list[str]]:
 class Stated:
     """Collects what the audit assumed, and states it in the report."""
 
-    def __init__(self, padded: Padded | None, user_model: bool):
+    def __init__(self, padded: Padded | None, user_model: bool, texts=(), columns=None):
         self.padded, self.user_model = padded, user_model
+        # --input NAME=ARRAY options that named an array or column of INPUT
+        self.columns = {text.partition("=")[0]: text.partition("=")[2] for text in texts
+                        if text.partition("=")[0] in (columns or {})}
         self.fed_from: dict = {}
         self.notes: list[str] = []
         self.targets: str | None = None
@@ -53,10 +56,11 @@ class Stated:
     def state(self, report: AuditReport, targets) -> None:
         if self.padded is not None and self.padded.meta.get("padded_here"):
             report.padding = f"{self.padded.source}: {self.padded.meta['padded_here']}"
-        if any(name != column for name, column in self.fed_from.items()):
-            report.inputs = dict(self.fed_from)
+        fed_from = {**self.fed_from, **self.columns}
+        if any(name != column for name, column in fed_from.items()):
+            report.inputs = fed_from
             for name, column in self.fed_from.items():
-                if name != column:
+                if name != column and name not in self.columns:
                     report.notes.append(f"model input '{name}' is fed from '{column}', its "
                                         "Hugging Face name; give --input NAME=ARRAY to feed "
                                         "it from another")

@@ -1,0 +1,174 @@
+"""The Hugging Face / KerasHub path in one command (#25): a NER dataset as
+``datasets`` saves it (save_to_disk in 2 shards, Parquet, an Arrow stream;
+-100 on [CLS], [SEP] and continuation pieces) and a KerasHub BERT tagger
+whose inputs have KerasHub's names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import invoke
+from tests.hf.hf_data import IGNORE, records, write_dataset, write_taggers
+
+pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
+FORMS = ("disk", "parquet", "arrow")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hf")
+    write_dataset(folder)
+    write_taggers(folder)
+    return folder
+
+
+def audit(folder, form, model, exit_code):
+    data = write_paths(folder)[form]
+    result = invoke(["audit-loss", data, "--model", folder / model, "--targets", "labels",
+                     "--format", "json"], exit_code=exit_code)
+    return json.loads(result.stdout)
+
+
+def write_paths(folder):
+    return {"disk": folder / "ner", "parquet": folder / "ner.parquet",
+            "arrow": folder / "ner.arrow"}
+
+
+@pytest.fixture(scope="module")
+def reference_accuracy(folder):
+    """Keras' own tagger's accuracy over the labelled tokens only, in numpy."""
+    import keras
+
+    model = keras.saving.load_model(folder / "tagger.keras")
+    columns = records()
+    width = max(map(len, columns["input_ids"]))
+
+    def padded(key, value):
+        return np.array([row + [value] * (width - len(row)) for row in columns[key]], "int32")
+
+    logits = model.predict({"token_ids": padded("input_ids", 0),
+                            "segment_ids": padded("token_type_ids", 0),
+                            "padding_mask": padded("attention_mask", 0)}, verbose=0)
+    labels = padded("labels", IGNORE)
+    scored = labels != IGNORE
+    return float((logits.argmax(-1) == labels)[scored].mean())
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_ignore_class_and_weighted_metric_audit_ignored(folder, form, reference_accuracy):
+    report = audit(folder, form, "tagger.keras", 0)
+    assert report["verdict"] == "ignored"
+    metric = next(c for c in report["checks"] if c["id"] == "metric-parity")
+    assert metric["status"] == "pass"
+    assert metric["reference"]["sparse_categorical_accuracy"] == pytest.approx(
+        reference_accuracy, rel=1e-5)
+    assert report["inputs"] == {"token_ids": "input_ids", "segment_ids": "token_type_ids",
+                                "padding_mask": "attention_mask"}
+    assert report["targets"] == "labels"
+    assert "post" in report["padding"] and "--value labels=-100" in report["padding"]
+    labelled = sum(label != IGNORE for row in records()["labels"] for label in row)
+    parity = next(c for c in report["checks"] if c["id"] == "loss-parity")
+    assert f"125 real of 168 steps less {125 - labelled} whose label is ignore_class=-100" in \
+        parity["detail"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_without_ignore_class_the_loss_leaks_and_the_fix_is_verified(folder, form):
+    report = audit(folder, form, "leaky_tagger.keras", 1)
+    assert report["verdict"] == "leaks"
+    assert "ignore_class=-100" in report["cause"]
+    fix = report["fixes"][0]
+    assert fix["kind"] == "compile" and "ignore_class=-100" in fix["text"]
+    assert fix["verified"] is True
+    assert "--target-pad" not in json.dumps(report)  # advice that crashes the same way
+
+
+def test_a_plain_metric_gets_the_whole_fix_in_one_message(folder):
+    import keras
+
+    model = keras.saving.load_model(folder / "tagger.keras")
+    model.compile(loss=model.loss, metrics=["sparse_categorical_accuracy"])
+    model.save(folder / "plain_metric.keras")
+    report = audit(folder, "parquet", "plain_metric.keras", 1)
+    assert report["verdict"] == "leaks"
+    assert "weighted_metrics" in report["cause"] and "labels != -100" in report["cause"]
+    assert any("weighted_metrics" in fix["text"] for fix in report["fixes"])
+
+
+def test_labels_are_found_by_name_and_synthetic_targets_are_stated(folder, tmp_path):
+    report = json.loads(invoke(["audit-loss", folder / "ner", "--model", folder / "tagger.keras",
+                                "--format", "json"]).stdout)
+    assert report["targets"] == "labels"
+    assert any("found by their name" in note for note in report["notes"])
+    only = tmp_path / "x.jsonl"  # jsonl records without labels: padded post as asked
+    columns = records()
+    only.write_text("".join(json.dumps({"input_ids": ids, "attention_mask": [1] * len(ids)}) + "\n"
+                            for ids in columns["input_ids"]))
+    result = invoke(["audit-loss", only, "--model", folder / "tagger.keras", "--padding", "post",
+                     "--input", "segment_ids=attention_mask", "--format", "json"], exit_code=1)
+    report = json.loads(result.stdout)
+    assert report["failed"] if "failed" in report else report["verdict"] == "leaks"
+    assert report["inputs"] == {"token_ids": "input_ids", "padding_mask": "attention_mask",
+                                "segment_ids": "attention_mask"}
+    assert "sample-weight mask" in report["cause"]  # padding counted: not a -100 message
+    assert report["targets"] == "synthetic"
+    assert any("--targets" in note and "SYNTHETIC" in note for note in report["notes"])
+
+
+def test_input_names_an_array_of_input(folder):
+    report = json.loads(invoke(
+        ["audit-loss", folder / "ner.parquet", "--model", folder / "tagger.keras",
+         "--targets", "labels", "--input", "token_ids=input_ids", "--format", "json"]).stdout)
+    assert report["verdict"] == "ignored"
+
+
+def test_trace_mask_reads_the_dataset(folder):
+    result = invoke(["trace-mask", folder / "ner", "--model", folder / "tagger.keras",
+                     "--format", "json"])
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert [item["shape"] for item in report["inputs"]] == [[12, 14]] * 3
+    assert "padded here" in result.stderr
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_inspect_labels_strict(folder, form):
+    data = write_paths(folder)[form]
+    result = invoke(["inspect-mask", data, "--field", "labels", "--strict", "--format", "json"])
+    report = json.loads(result.stdout)
+    assert report["diagnostics"] == []
+    assert report["lengths"] == [len(row) for row in records()["labels"]]
+    # input_ids alone: no diagnostic either; pad-value-inside is silenced on demand
+    invoke(["inspect-mask", data, "--field", "input_ids", "--strict", "--format", "json",
+            "--ignore", "pre-padding-rnn"])
+
+
+def test_ignore_refuses_an_unknown_id(folder):
+    result = invoke(["inspect-mask", folder / "ner", "--ignore", "nope"], exit_code=2)
+    assert "pad-value-inside" in result.stderr
+
+
+def test_cat_of_two_shards_pads_every_row(folder):
+    shards = sorted((folder / "ner").glob("data-*.arrow"))
+    data = b"".join(path.read_bytes() for path in shards)
+    result = subprocess.run([sys.executable, "-m", "maskcli", "pad", "--field", "input_ids",
+                             "--to", "jsonl"], input=data, capture_output=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == len(records()["input_ids"])
+    other = folder / "ner.parquet"
+    result = subprocess.run([sys.executable, "-m", "maskcli", "pad", "--field", "input_ids"],
+                            input=shards[0].read_bytes() + other.read_bytes(),
+                            capture_output=True, check=False)
+    assert result.returncode == 2 and b"Arrow stream" in result.stderr
+
+
+def test_errors_name_the_format(folder, tmp_path):
+    result = invoke(["audit-loss", tmp_path / "x.npz", "--targets", folder / "ner.parquet:nope",
+                     "--model", folder / "tagger.keras"], exit_code=2)
+    assert "tsv" not in result.stderr and "UTF-8" not in result.stderr
