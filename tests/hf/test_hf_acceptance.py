@@ -6,25 +6,31 @@ whose inputs have KerasHub's names."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import invoke
-from tests.hf.hf_data import IGNORE, records, write_dataset, write_taggers
+from tests.hf.hf_data import IGNORE, records, write_dataset
 
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 FORMS = ("disk", "parquet", "arrow")
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "hf"
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
+    """The dataset, generated afresh; the taggers of sample_data/hf, which
+    ``write_taggers`` wrote (building them again costs 20 s of Keras)."""
     folder = tmp_path_factory.mktemp("hf")
     write_dataset(folder)
-    write_taggers(folder)
+    for name in ("tagger.keras", "leaky_tagger.keras"):
+        shutil.copy(SAMPLE / name, folder / name)
     return folder
 
 

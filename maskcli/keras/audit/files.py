@@ -93,8 +93,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     targets = _targets(targets_path, padded, files)
     weights = _weights(sample_weight, padded, targets_path, files)
     if weights[0] is None and model_path is not None and hf_labels.holds_ignore_label(targets):
-        weights = hf_labels.labelled(targets), f"sample_weight = ({targets_path} != -100)"
-        stated.notes.append(hf_labels.weights_note(targets_path))
+        weights = hf_labels.labelled(targets), hf_labels.weights_label(targets_path)
 
     if model_path:
         check_model_file(model_path)  # a refused file costs no TensorFlow import

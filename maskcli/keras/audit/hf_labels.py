@@ -46,10 +46,11 @@ def labelled(targets) -> np.ndarray:
     return (targets != IGNORE).astype("float32")
 
 
-def weights_note(label: str) -> str:
-    return (f"Keras' loss and metrics are weighted by sample_weight = ({label} != -100), as "
-            f"fit(x, {label}, sample_weight=...) weighs them, the one weighting that leaves the "
-            "-100 steps out of Keras' metrics; give --sample-weight to audit other weights")
+def weights_label(label: str) -> str:
+    """How the report names the weights the audit assumes for -100 labels."""
+    return (f"sample_weight = ({label} != -100), as fit(x, {label}, sample_weight=...) would "
+            "take them: the one weighting that leaves the -100 steps out of Keras' metrics "
+            "(give --sample-weight to audit other weights)")
 
 
 def scores_ignored_steps(model, targets, output: str | None = None) -> bool:
