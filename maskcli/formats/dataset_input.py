@@ -31,6 +31,7 @@ IGNORE_LABEL = -100  # Hugging Face's label of the tokens not to score
 LABELS = "labels"
 _TABLE_SUFFIXES = (".parquet", ".pq", ".arrow", ".arrows", ".feather", ".ipc")
 _TABLE_MAGIC = (b"PAR1", b"ARROW1", b"\xff\xff\xff\xff")
+_PADDED_SUFFIXES = (".npz", ".npy", ".csv", ".tsv")  # padded arrays, never a dataset
 _HEAD = 1 << 16
 
 
@@ -54,6 +55,8 @@ def is_dataset(path: str, head: bytes | None = None) -> bool:
         return True
     if path != datasets_dir.STDIN and Path(path).suffix.lower() in _TABLE_SUFFIXES:
         return True
+    if path != datasets_dir.STDIN and Path(path).suffix.lower() in _PADDED_SUFFIXES:
+        return False
     if head is None:
         head = _head(path)
     if head.startswith(_TABLE_MAGIC):
@@ -166,8 +169,11 @@ def _list_fields(path: str, table: bool) -> tuple[str, ...]:
 def _head(path: str) -> bytes:
     if path == datasets_dir.STDIN or not os.path.isfile(path):
         return b""
-    with open(path, "rb") as handle:
-        return handle.read(_HEAD)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(_HEAD)
+    except OSError:  # the reader that follows says what is wrong, naming the file
+        return b""
 
 
 def _first_record(head: bytes):
@@ -176,13 +182,13 @@ def _first_record(head: bytes):
         line = text.split(b"\n", 1)[0]
         try:
             return json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if text.startswith(b"["):  # a json document: its first record
         text = text[1:].lstrip()
     try:
         return json.JSONDecoder().raw_decode(text.decode("utf-8", "replace"))[0]
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -196,7 +202,7 @@ def _unpadded_json(head: bytes) -> bool:
     for line in lines[:1000]:
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         if not isinstance(row, list):
             return False

@@ -93,9 +93,10 @@ def dataset_files(path: str, split: str | None = None) -> list[str]:
         found = sorted(str(file) for file in Path(path).iterdir() if file.is_file()
                        and not file.name.startswith(".") and file.suffix.lower() in SHARD_SUFFIXES)
         if not found:
-            raise InputError(f"{path} is a folder without shards (no {', '.join(SHARD_SUFFIXES)} "
-                             "files, nor the state.json of Dataset.save_to_disk): give a folder "
-                             "of them, a glob such as 'data/*.parquet', or a file")
+            raise InputError(f"{path} is a directory without shards (no "
+                             f"{', '.join(SHARD_SUFFIXES)} files, nor the state.json of "
+                             "Dataset.save_to_disk): give a file, or '-' to read standard input, "
+                             "a folder of shards, or a glob such as 'data/*.parquet'")
         return found
     if is_glob(path):
         found = sorted(match for match in glob.glob(path) if not os.path.isdir(match))

@@ -178,3 +178,15 @@ def test_errors_name_the_format(folder, tmp_path):
     result = invoke(["audit-loss", tmp_path / "x.npz", "--targets", folder / "ner.parquet:nope",
                      "--model", folder / "tagger.keras"], exit_code=2)
     assert "tsv" not in result.stderr and "UTF-8" not in result.stderr
+
+
+def test_inspect_pads_piped_records_and_knows_their_labels():
+    # once refused ("<stdin> is jsonl, which holds one array"): records are padded in now
+    result = invoke(["inspect-mask", "--field", "labels", "--padding", "post", "--strict",
+                     "--format", "json"],
+                    input=b'{"input_ids": [5, 3, 0], "labels": [1, 2, -100]}\n'
+                          b'{"input_ids": [4], "labels": [-100]}\n')
+    report = json.loads(result.stdout)
+    assert report["lengths"] == [3, 1] and report["mask_value"] == -100
+    assert report["diagnostics"] == []
+    assert "labels field" in result.stderr
