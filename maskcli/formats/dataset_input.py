@@ -86,7 +86,7 @@ def load_input(path: str, options: DatasetOptions = DatasetOptions(), *,
 
 def _pad(path: str, name: str, options: DatasetOptions, output: str) -> str:
     """Pad ``path`` into the npz ``output``; the sentence that says how."""
-    from maskcli.core.fields import split_values
+    from maskcli.core.fields import split_renames, split_values
     from maskcli.core.masks import parse_value
     from maskcli.core.padding import PadOptions, parse_dtype
     from maskcli.formats.pipeline import pad_file
@@ -94,19 +94,22 @@ def _pad(path: str, name: str, options: DatasetOptions, output: str) -> str:
 
     files = datasets_dir.dataset_files(path, options.split)
     table = _is_table(files[0])
-    fields = options.fields or _list_fields(files[0], table)
+    read_names, renames = split_renames(options.fields)
+    read_names = read_names or _list_fields(files[0], table)
+    fields = tuple(renames.get(name, name) for name in read_names)  # as written
     padding = options.padding or ("post" if table else "pre")
     default, named = split_values(options.values, fields)
     dtype = parse_dtype("int32")
     value = parse_value("0" if default is None else default, "--value")
-    read = ReadOptions(fields=fields)
+    read = ReadOptions(fields=read_names)
 
     def run(values: dict):
         pad_options = PadOptions.make(options.maxlen, dtype, padding, "pre" if padding == "pre"
                                       else "post", value, None)
         return pad_file(path, output, options=pad_options, read=read, to="npz",
                         values={key: parse_value(text, f"--value {key}=")
-                                for key, text in values.items()}, split=options.split)
+                                for key, text in values.items()}, split=options.split,
+                        renames=renames)
 
     report = run(named)
     labels = [key for key in dict.fromkeys((options.targets, LABELS)) if key in fields
@@ -116,8 +119,9 @@ def _pad(path: str, name: str, options: DatasetOptions, output: str) -> str:
         report = run(named)
     if report.sequences == 0:
         raise InputError(f"{name} holds no sequences: give a dataset with rows")
+    shown = [f"{renames[key]}={key}" if key in renames else key for key in read_names]
     args = [name] + [f"--field={key}" if key.startswith("-") else f"--field {shlex.quote(key)}"
-                     for key in fields]
+                     for key in shown]
     args += ([f"--value {shlex.quote(default)}"] if default is not None else [])
     args += [f"--value {shlex.quote(f'{key}={text}')}" for key, text in named.items()]
     args += [f"--padding {padding}"] + ([f"--maxlen {options.maxlen}"] if options.maxlen else [])

@@ -70,15 +70,17 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
              stdout: BinaryIO | None = None,
              progress: Callable[[int, int | None], None] | None = None,
              values: dict | None = None, mask_as: str | None = None,
-             split: str | None = None) -> PadReport:
+             split: str | None = None, renames: dict | None = None) -> PadReport:
     """Pad the sequences of ``input`` into ``output`` (``-``: ``stdout``).
 
     ``values`` maps a field name to its own pad value (``options.value`` is
     every other field's). ``mask_as`` also writes the mask as int32 under that
     name (npz only). ``input`` may be a dataset of several files, read as one
     (a ``save_to_disk`` directory, of ``split`` for a DatasetDict; a folder; a
-    glob: :mod:`maskcli.formats.datasets_dir`). ``progress``, if given, is called as the input is read
-    with the bytes read so far and the input's size (None for standard input).
+    glob: :mod:`maskcli.formats.datasets_dir`). ``renames`` writes a field
+    read under one name under another ({read: written}, ``--field NEW=OLD``).
+    ``progress``, if given, is called as the input is read with the bytes read
+    so far and the input's size (None for standard input).
     """
     fmt = writers.output_format(output, to)
     values = values or {}
@@ -96,7 +98,7 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
         report.source, size, opened = outputs.enter_context(
             open_dataset(input, read, report_progress, split))
         sizes.append(size)
-        names = opened.names
+        names = tuple((renames or {}).get(name, name) for name in opened.names)
         fields.check_values(values, names)
         fields.check_output(fmt, names, mask_as)
         if fmt == "npz":

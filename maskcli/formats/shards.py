@@ -58,7 +58,8 @@ def pad_shards(inputs: str, output: str, *, options: PadOptions,
                read: readers.ReadOptions = readers.ReadOptions(), to: str = "auto",
                vocab: str | None = None, save_vocab: str | None = None,
                values: dict | None = None, mask_as: str | None = None,
-               progress: Callable[[int, int], None] | None = None) -> tuple[PadReport, int]:
+               progress: Callable[[int, int], None] | None = None,
+               renames: dict | None = None) -> tuple[PadReport, int]:
     """Pad each shard of ``inputs`` into the folder ``output``: the report of
     them all (sequences and truncations added up) and the number of shards.
     ``progress`` is called with ``(shards done, shards in all)``."""
@@ -73,7 +74,7 @@ def pad_shards(inputs: str, output: str, *, options: PadOptions,
     total = PadReport(source=inputs)
     for done, (shard, target) in enumerate(pairs, 1):
         report = pad_file(shard, target, options=options, read=read, to=fmt, vocab=vocab,
-                          values=values, mask_as=mask_as)
+                          values=values, mask_as=mask_as, renames=renames)
         _add(total, report)
         if progress is not None:
             progress(done, len(pairs))

@@ -190,3 +190,31 @@ def test_inspect_pads_piped_records_and_knows_their_labels():
     assert report["lengths"] == [3, 1] and report["mask_value"] == -100
     assert report["diagnostics"] == []
     assert "labels field" in result.stderr
+
+
+def test_pad_field_new_equals_old_renames(folder, tmp_path):
+    out = tmp_path / "renamed.npz"
+    invoke(["pad", folder / "ner", "--field", "token_ids=input_ids", "--field", "labels",
+            "--value", "labels=-100", "--padding", "post", "-o", out])
+    with np.load(out) as arrays:
+        assert sorted(arrays) == ["labels", "lengths", "mask", "meta", "token_ids"]
+        rows = records()
+        assert arrays["token_ids"][1, :len(rows["input_ids"][1])].tolist() == rows["input_ids"][1]
+        assert (arrays["labels"][~arrays["mask"].astype(bool)] == IGNORE).all()
+    result = invoke(["pad", folder / "ner", "--field", "a=input_ids", "--field", "a=labels"],
+                    exit_code=2)
+    assert "two fields would be written as a" in result.stderr
+
+
+def test_a_datasetdict_needs_its_split(folder, tmp_path):
+    import datasets
+
+    whole = datasets.Dataset.from_dict(records())
+    datasets.DatasetDict({"train": whole, "test": whole.select(range(3))}).save_to_disk(
+        str(tmp_path / "dd"))
+    result = invoke(["inspect-mask", tmp_path / "dd", "--field", "labels"], exit_code=2)
+    assert "--split" in result.stderr and "train, test" in result.stderr
+    result = invoke(["inspect-mask", tmp_path / "dd", "--split", "test", "--field", "labels",
+                     "--format", "json"])
+    assert json.loads(result.stdout)["shape"][0] == 3
+    invoke(["pad", tmp_path / "dd", "--field", "input_ids"], exit_code=2)
