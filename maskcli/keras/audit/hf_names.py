@@ -41,12 +41,15 @@ class Stated:
         self.targets: str | None = None
 
     def targets_path(self, targets_path: str | None) -> str | None:
-        """``--targets``, else INPUT's ``labels`` with a model of the user's
-        (a Hugging Face dataset's targets): stated in the report."""
+        """``--targets``, else the ``labels`` column of a dataset INPUT with a
+        model of the user's (a Hugging Face dataset's targets): stated in the
+        report. (An npz names its targets ``targets``: its ``labels`` may be
+        anything.)"""
         self.targets = targets_path
         extra = self.padded.extra if self.padded is not None else {}
-        if targets_path is None and self.user_model and LABELS in extra \
-                and "targets" not in extra:
+        dataset = self.padded is not None and "padded_here" in self.padded.meta
+        if targets_path is None and self.user_model and dataset and LABELS in extra \
+                and "targets" not in extra:  # a dataset's column: an npz names its targets
             self.targets = LABELS
             self.notes.append(f"the targets are the '{LABELS}' of {self.padded.source}, found by "
                               "their name; give --targets to choose others")
