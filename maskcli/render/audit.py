@@ -80,8 +80,6 @@ def _verdict(report: AuditReport) -> Text:
                     "--strict.", style="yellow")
     if report.padding:
         text.append(f"\nData: {report.padding}.", style="")
-    for name, column in report.inputs.items():
-        text.append(f"\nInput: {name} <- {column}", style="")
     for note in report.notes:
         text.append(f"\nNote: {note}.", style="")
     versions = ", ".join(f"{name} {version}" for name, version in report.versions.items())

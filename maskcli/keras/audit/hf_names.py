@@ -62,11 +62,12 @@ class Stated:
         fed_from = {**self.fed_from, **self.columns}
         if any(name != column for name, column in fed_from.items()):
             report.inputs = fed_from
-            for name, column in self.fed_from.items():
-                if name != column and name not in self.columns:
-                    report.notes.append(f"model input '{name}' is fed from '{column}', its "
-                                        "Hugging Face name; give --input NAME=ARRAY to feed "
-                                        "it from another")
+            report.notes.append("model inputs fed from INPUT's arrays: " + ", ".join(
+                f"{name} <- {column}" + (" (--input)" if name in self.columns
+                                         else " (its Hugging Face name)" if name != column
+                                         else "")
+                for name, column in fed_from.items())
+                + "; give --input NAME=ARRAY to feed one from another")
         if targets is None and self.user_model:
             report.targets = "synthetic"
             report.notes.append("the targets are SYNTHETIC (random, from --seed): the audit "
