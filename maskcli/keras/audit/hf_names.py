@@ -73,6 +73,7 @@ class Stated:
             report.notes.append("the targets are SYNTHETIC (random, from --seed): the audit "
                                 "checks the masking, not your labels; give --targets FILE or "
                                 "--targets COLUMN to audit with your own")
-        elif self.targets:
+        elif self.targets and self.padded is not None and self.targets in self.padded.extra \
+                and not os.path.exists(self.targets):  # a column of INPUT, named in the JSON
             report.targets = self.targets
         report.notes.extend(self.notes)
