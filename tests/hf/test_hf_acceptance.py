@@ -218,3 +218,14 @@ def test_a_datasetdict_needs_its_split(folder, tmp_path):
                      "--format", "json"])
     assert json.loads(result.stdout)["shape"][0] == 3
     invoke(["pad", tmp_path / "dd", "--field", "input_ids"], exit_code=2)
+
+
+def test_a_negative_class_id_gets_advice_that_does_not_lead_back(tmp_path):
+    # the old advice (--target-pad) kept the same loss, which failed the same way
+    np.save(tmp_path / "ids.npy", np.array([[3, 1, 4, 0], [2, 5, 0, 0]], "int32"))
+    np.save(tmp_path / "y.npy", np.array([[1, -1, 2, 0], [1, 1, 0, 0]]))
+    result = invoke(["audit-loss", tmp_path / "ids.npy", "--loss",
+                     "sparse_categorical_crossentropy", "--targets", tmp_path / "y.npy"],
+                    exit_code=2)
+    assert "SparseCategoricalCrossentropy(ignore_class=-1)" in result.stderr
+    assert "--target-pad" not in result.stderr
