@@ -1,7 +1,8 @@
 # Two entry points, both doing all set-up from a bare python3:
 #   make demo  - create .venv, install maskcli, run the pipeline on sample_data/
 #   make test  - same set-up, then lint (ruff), the layer contracts (import-linter)
-#                and the whole test suite
+#                and the whole test suite (which builds the docs too)
+#   make docs  - same set-up, then the documentation site into site/ (mkdocs, strict)
 PYTHON ?= python3
 # bash with pipefail, so a failing first stage of a demo pipeline fails make.
 SHELL := /bin/bash
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.installed
 
 ENGINES_STAMP := $(VENV)/.installed-engines
 
-.PHONY: demo test test-engines bench clean
+.PHONY: demo test docs test-engines bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +45,9 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2
 
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 # pad_arrow and pack_arrow on Ray Data in local mode: Ray is heavy (240 MB, a
 # local cluster per run), so it has its own extra and target, which CI runs
 # after `make test` (whose suite already covers datasets).
@@ -61,4 +65,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pack.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis

@@ -30,6 +30,7 @@ _LAZY = {
     "PaddingAudit": "maskcli.keras.callback",  # loads Keras: it is a Keras callback
     "trace_mask": "maskcli.keras.trace",
     "trace_padding": "maskcli.keras.trace",
+    "trace_packed": "maskcli.keras.trace.packed",  # where the documents of packed rows mix
     "pad_arrow": "maskcli.formats.arrow_map",  # pyarrow loads with it, not with maskcli
     "pad_arrow_batches": "maskcli.formats.arrow_map",
     "pack_arrow": "maskcli.formats.arrow_pack",

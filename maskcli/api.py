@@ -18,7 +18,8 @@ from maskcli.formats.arrays import load_padded
 
 def inspect_mask(data, *, mode: str | None = None, mask_value=None,
                  mask: np.ndarray | None = None, field: str | None = None,
-                 batch_size: int | None = None) -> MaskReport:
+                 batch_size: int | None = None, accumulation_steps: int | None = None,
+                 replicas: int | None = None) -> MaskReport:
     """Build the mask of padded data, summarise it and diagnose it.
 
     ``data`` is a path (or ``-`` for standard input) read like
@@ -36,4 +37,5 @@ def inspect_mask(data, *, mode: str | None = None, mask_value=None,
         raise UsageError(f"field {field!r}: give the path of an npz of several fields, not "
                          "an array")
     return diagnose.inspect_mask(data, mode=mode, mask_value=mask_value, mask=mask,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, accumulation_steps=accumulation_steps,
+                                 replicas=replicas)

@@ -3,6 +3,7 @@ shows, and each Python line prints the value in its comment."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "packing.md").read_text()
 # A shell block, the text block of its standard output, and optionally the
 # text block of its standard error ("on standard error:" in between).
-EXAMPLE = re.compile(r"```sh\n(.*?)```\s*```text\n(.*?)```(?:\s*and on standard error:\s*"
+EXAMPLE = re.compile(r"```sh\n([^`]*)```\s*```text\n(.*?)```(?:\s*and on standard error:\s*"
                      r"```text\n(.*?)```)?", re.S)
 
 
@@ -26,7 +27,7 @@ def examples():
 @pytest.mark.parametrize("command, stdout, stderr", examples())
 def test_each_shell_example_prints_what_the_page_shows(command, stdout, stderr, monkeypatch):
     monkeypatch.chdir(ROOT)
-    args = shlex.split(command.strip())
+    args = shlex.split(command.strip(), comments=True)
     assert args[0] == "maskcli"
     exit_code = 1 if "# exit 1" in command else 0
     result = invoke(args[1:], exit_code=exit_code)
@@ -47,3 +48,24 @@ def test_the_python_example_gives_the_values_in_its_comments():
             assert eval(code, namespace) == eval(shown, {}), line
         elif code.strip():
             exec(code, namespace)
+
+
+# A shell block and a json block: keys of the report it prints, with their values.
+REPORT_EXAMPLE = re.compile(r"```sh\n([^`]*)```\s*```json\n([^`]*)```", re.S)
+
+
+@pytest.mark.keras
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("command, shown", REPORT_EXAMPLE.findall(PAGE))
+def test_each_audit_example_reports_what_the_page_shows(command, shown, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = shlex.split(command.strip(), comments=True)
+    assert args[0] == "maskcli"
+    result = invoke(args[1:], exit_code=1 if "# exit 1" in command else 0)
+    report = json.loads(result.stdout)
+    shown = json.loads(shown)
+    assert {key: report[key] for key in shown} == shown
+
+
+def test_the_page_has_audit_examples():
+    assert len(REPORT_EXAMPLE.findall(PAGE)) == 3

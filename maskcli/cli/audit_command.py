@@ -59,6 +59,13 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
               help="Run every model call in batches of B (memory bounded by B) and add the "
                    "batch-weighting check. Default: one batch, unless that exceeds the "
                    "memory budget.")
+@click.option("--accumulation-steps", type=click.IntRange(min=1), metavar="K",
+              help="Updates average K micro-batches of --batch-size (gradient accumulation): "
+                   "check how that weighs real tokens. Default: the compiled optimizer's "
+                   "gradient_accumulation_steps.")
+@click.option("--replicas", type=click.IntRange(min=1), metavar="R",
+              help="Each micro-batch is split over R data-parallel replicas, each normalizing "
+                   "its own share (tf.distribute): add that to the accumulation check.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N",
               help="Audit the first N sequences only (the input is not read whole).")
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
@@ -78,11 +85,16 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
               help="A dataset INPUT's column (or jsonl key) to pad, as in 'maskcli pad'. "
                    "Repeatable. [default: every list column]")
 @dataset_options
+@click.option("--segment-input", metavar="NAME",
+              help="Packed rows: the model input holding segment ids (default: an input named "
+                   "*_segment_ids). Runs segment-isolation and boundary-targets instead of the "
+                   "padding checks (docs/packing.md).")
 @click.pass_context
 def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output, mask_path, mode,
                mask_value, target_pad, targets_path, model_path, arch, unsafe, imports, loss,
                units, seed, train_steps, batch_size, limit, sample, strict, quiet, per_sample,
-               fmt, verbose, fields, **dataset):
+               fmt, verbose, fields, segment_input, accumulation_steps=None, replicas=None,
+               **dataset):
     """Prove that padding is ignored by a Keras model's loss, or show where it leaks.
 
     Runs a real Keras model on the padded batch and checks loss-parity,
@@ -105,6 +117,7 @@ def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output,
     maskcli audit-loss batch.npz --model bert_tagger.keras --sample-weight mask
     maskcli audit-loss big.npz --batch-size 256 --sample 2000   # as training batches it
     maskcli audit-loss ner_dataset/ --model tagger.keras --targets labels
+    maskcli audit-loss x.npz --model m.keras --batch-size 8 --accumulation-steps 4
 
     Exit status: 0 padding ignored, 1 padding leaks (or a warning with
     --strict), 2 usage or input error.
@@ -134,7 +147,9 @@ def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output,
                 train_steps=train_steps, per_sample=per_sample, verbose=verbose,
                 named_inputs=named_inputs, sample_weight=sample_weight, output=output,
                 mask_input=mask_input, batch_size=batch_size, limit=limit, sample=sample,
-                strict=strict, progress=bar, dataset=dataset_from(dataset, fields=fields))
+                strict=strict, progress=bar, dataset=dataset_from(dataset, fields=fields),
+                accumulation_steps=accumulation_steps, replicas=replicas,
+                segment_input=segment_input)
     finally:
         if bar:
             bar.close()

@@ -33,6 +33,12 @@ from maskcli.core.errors import UsageError
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="B",
               help="Also show how batches of B weigh the real tokens (Keras normalizes a "
                    "masked loss per batch), and the padding that sorting by length saves.")
+@click.option("--accumulation-steps", type=click.IntRange(min=1), metavar="K",
+              help="Also show how updates that average K micro-batches of --batch-size "
+                   "(gradient accumulation) weigh the real tokens.")
+@click.option("--replicas", type=click.IntRange(min=1), metavar="R",
+              help="With --accumulation-steps: each micro-batch split over R data-parallel "
+                   "replicas, each normalizing its own share.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any diagnostic fires (for CI).")
 @click.option("--svg", type=click.Path(dir_okay=False), metavar="FILE",
               help="Save the display as an SVG image.")
@@ -44,9 +50,16 @@ from maskcli.core.errors import UsageError
                    "Repeatable. A labels field (named labels, or padded with -100) has no "
                    "Embedding diagnostics anyway.")
 @dataset_options
+@click.option("--segment-input", metavar="NAME",
+              help="Packed data: the array of segment ids (default: an array named "
+                   "*_segment_ids; KerasHub's plain segment_ids are token types, not packing).")
+@click.option("--bidirectional", is_flag=True,
+              help="Packed data: the attention mask shown and written is block-diagonal "
+                   "without the causal triangle.")
 @click.pass_context
 def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as_int, rows,
-                         batch_size, strict, svg, field, ignore, **dataset):
+                         batch_size, strict, svg, field, ignore, segment_input, bidirectional,
+                         accumulation_steps=None, replicas=None, **dataset):
     """Build the mask Keras would build from padded data, show it and diagnose it.
 
     \b
@@ -56,10 +69,17 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     maskcli inspect-mask padded.npz -o mask.npy --polarity ignore
     maskcli inspect-mask padded.npz --format json --strict > report.json
     maskcli inspect-mask padded.npz --batch-size 32   # token weights in batches of 32
+    maskcli inspect-mask padded.npz --batch-size 8 --accumulation-steps 4
+
+    Packed data (maskcli pack: NAME_segment_ids, NAME_positions) shows each
+    row's documents and the attention mask the model should use (-o writes
+    it, rows x steps x steps), and diagnoses positions-not-restarting,
+    segments-not-contiguous, segments-out-of-order, padding-between-documents,
+    target-crosses-boundary and first-label-not-ignored (docs/packing.md).
 
     The mask is True at REAL steps (Keras' polarity) unless --polarity ignore.
     Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
-    pre-padding-rnn, mixed-padding-sides, mask-mismatch (see the README).
+    pre-padding-rnn, mixed-padding-sides, mask-mismatch (see docs/inspect-mask.md).
     """
     import io
 
@@ -67,7 +87,6 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
 
     from maskcli.core.diagnose import inspect_mask
     from maskcli.core.masks import with_polarity
-    from maskcli.formats.arrays import load_padded
     from maskcli.formats.files import atomic_output, check_destination, refuse_overwrite
 
     terminal = sys.stdout.isatty()
@@ -82,11 +101,20 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         refuse_overwrite(target, input, option=option)
         check_destination(target, option)
 
+    from maskcli.cli.packed_inspect import inspect_packed_command, load_maybe_packed
     from maskcli.core.label_fields import check_ignored, silenced
 
     ignore = check_ignored(ignore)
-    padded = load_padded(input, field=field, dataset=dataset_from(dataset, field))
-    report = inspect_mask(padded, mode=mode, mask_value=mask_value, batch_size=batch_size)
+    padded, arrays = load_maybe_packed(input, field, segment_input,
+                                       dataset=dataset_from(dataset, field))
+    if arrays is not None:
+        return inspect_packed_command(ctx, padded.source, arrays, segment_input, not bidirectional,
+                                      fmt, output, rows, strict, svg, padded.meta)
+    if segment_input or bidirectional:
+        raise UsageError(f"--segment-input and --bidirectional apply to packed data, and "
+                         f"{padded.source} holds no NAME_segment_ids array: drop them")
+    report = inspect_mask(padded, mode=mode, mask_value=mask_value, batch_size=batch_size,
+                          accumulation_steps=accumulation_steps, replicas=replicas)
     report.diagnostics, notes = silenced(report.diagnostics, padded, ignore)
     if padded.meta.get("padded_here"):
         notes.insert(0, f"{padded.source}: {padded.meta['padded_here']}")

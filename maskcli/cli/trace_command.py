@@ -40,9 +40,12 @@ from maskcli.core.errors import InputError, UsageError
               help="Output format  [default: table on a terminal, json otherwise]")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's and Keras' own messages.")
 @dataset_options
+@click.option("--segment-input", metavar="NAME",
+              help="Packed rows: the model input holding segment ids (default: an input named "
+                   "*_segment_ids). Traces where documents mix instead of padding.")
 @click.pass_context
 def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, imports, unsafe, units,
-               seed, pad_value, fmt, verbose, **dataset):
+               seed, pad_value, fmt, verbose, segment_input, **dataset):
     """Follow the mask through a model, layer by layer.
 
     Runs the model on the first 64 sequences of INPUT ('-' reads standard
@@ -131,6 +134,10 @@ def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, impo
               for name, spec in named_input_files(named_inputs, load=False).items()}
     batch = trace.traced_batch(model, padded, given, pad_value, seed, mask_input, synthetic,
                                places)
+    from maskcli.cli.packed_trace import trace_packed
+
+    if trace_packed(ctx, model, batch, fmt, segment_input):
+        return  # packed rows: where documents mix, not padding
     if batch.note:
         click.echo(batch.note, err=True)
     with models.full_float32():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskcli.core.accumulation import AccumulationWeighting, check_accumulation, inspected
 from maskcli.core.batching import BatchWeighting, batch_weighting
 from maskcli.core.errors import InputError
 from maskcli.core.masks import compute_mask, default_mode, parse_value, step_mask
@@ -92,6 +93,7 @@ class MaskReport:
     summary: Summary
     diagnostics: list[Diagnostic] = field(default_factory=list)
     batch_weighting: BatchWeighting | None = None  # with a batch size only
+    accumulation: AccumulationWeighting | None = None  # with accumulation steps or replicas
 
     @property
     def real(self) -> np.ndarray:
@@ -110,12 +112,16 @@ class MaskReport:
                   "diagnostics": [d.to_dict() for d in self.diagnostics]}
         if self.batch_weighting is not None:
             report["batch_weighting"] = self.batch_weighting.to_dict()
+        if self.accumulation is not None:
+            report["accumulation"] = self.accumulation.to_dict()
         report["lengths"] = self.lengths.tolist()
         return report
 
 
 def inspect_mask(data, *, mode: str | None = None, mask_value=None,
-                 mask: np.ndarray | None = None, batch_size: int | None = None) -> MaskReport:
+                 mask: np.ndarray | None = None, batch_size: int | None = None,
+                 accumulation_steps: int | None = None,
+                 replicas: int | None = None) -> MaskReport:
     """Build the mask of padded data, summarise it and diagnose it.
 
     ``data`` is a :class:`~maskcli.core.padded.Padded` (as read from a file
@@ -124,12 +130,14 @@ def inspect_mask(data, *, mode: str | None = None, mask_value=None,
     effect unless ``mode`` is given. ``mask_value`` defaults to the pad value
     recorded in the npz ``meta``, else 0. With ``batch_size``, the report also
     says how batches of that size weigh the real tokens
-    (:mod:`maskcli.core.batching`).
+    (:mod:`maskcli.core.batching`); ``accumulation_steps`` and ``replicas``: how
+    updates of that many micro-batches weigh them (:mod:`maskcli.core.accumulation`).
 
     >>> report = inspect_mask(np.array([[5, 0, 3, 0]]))
     >>> report.lengths.tolist(), [d.id for d in report.diagnostics]
     ([2], ['pad-value-inside'])
     """
+    check_accumulation(batch_size, accumulation_steps, replicas)
     padded = _as_padded(data, mask)
     inputs = padded.inputs
     if inputs.ndim not in (2, 3):
@@ -162,8 +170,10 @@ def inspect_mask(data, *, mode: str | None = None, mask_value=None,
         _mask_mismatch(recorded, value_mask, value_mode, value),
     ) if d is not None]
     weighting = None if batch_size is None else batch_weighting(lengths, batch_size)
+    accumulation = inspected(lengths, batch_size, accumulation_steps, replicas)
     return MaskReport(padded.source, tuple(inputs.shape), str(inputs.dtype), effective,
-                      mask_source, value_mode, value, lengths, summary, diagnostics, weighting)
+                      mask_source, value_mode, value, lengths, summary, diagnostics, weighting,
+                      accumulation)
 
 
 def _as_padded(data, mask) -> Padded:

@@ -42,6 +42,8 @@ The function API, for code building on it (a sharded or Arrow packer):
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +54,7 @@ from maskcli.core.padding import Ragged
 
 DEFAULT_WINDOW = 100_000  # documents placed together: fill >= 0.999 at 1-99 into 1024
 OVERFLOWS = ("split", "truncate")
+WORKERS = 4  # windows packed at once, at most (and at most one per CPU)
 
 
 @dataclass(frozen=True)
@@ -286,13 +289,46 @@ class Packer:
 
     Windows hold exactly ``options.window`` documents (the last fewer),
     whatever the chunk sizes, so the result depends on the input alone.
+    Up to ``workers`` windows are packed at once, in threads (numpy's
+    gathers and repeats run without the GIL); they are yielded in order.
     """
 
-    def __init__(self, names: Sequence[str], options: PackOptions, pad_values: Sequence):
+    def __init__(self, names: Sequence[str], options: PackOptions, pad_values: Sequence,
+                 workers: int | None = None):
         self.names, self.options, self.pad_values = tuple(names), options, tuple(pad_values)
         self.report = PackReport(length=options.length)
+        self.workers = max(1, min(WORKERS, os.cpu_count() or 1) if workers is None else workers)
 
     def pack(self, chunks: Iterable[Sequence[Ragged]]) -> Iterator[PackedRows]:
+        if self.workers == 1:
+            for window, first in self._windows(chunks):
+                yield self._window(window, first, self.report)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        queue: deque = deque()
+        with ThreadPoolExecutor(self.workers) as pool:
+            try:
+                for window, first in self._windows(chunks):
+                    report = PackReport(length=self.options.length)
+                    queue.append((pool.submit(self._window, window, first, report), report))
+                    while len(queue) > self.workers:
+                        yield self._done(*queue.popleft())
+                while queue:
+                    yield self._done(*queue.popleft())
+            finally:
+                for future, _ in queue:
+                    future.cancel()
+
+    def _done(self, future, report: PackReport) -> PackedRows:
+        packed = future.result()
+        for name in ("documents", "rows", "real_steps", "empty", "overflowed", "cut_steps",
+                     "pieces"):
+            setattr(self.report, name, getattr(self.report, name) + getattr(report, name))
+        return packed
+
+    def _windows(self, chunks: Iterable[Sequence[Ragged]]):
+        """Each window of documents, with the input index of its first."""
         pending: list[Sequence[Ragged]] = []
         held = 0
         first = 0
@@ -301,16 +337,16 @@ class Packer:
             held += len(chunk[0].lengths)
             while held >= self.options.window:
                 window, rest = _split(pending, self.options.window)
-                yield self._window(window, first)
+                yield window, first
                 first += self.options.window
                 pending, held = ([rest] if rest is not None else []), held - self.options.window
         if held or not first:
-            yield self._window(_split(pending, held)[0] if pending else None, first)
+            yield (_split(pending, held)[0] if pending else None), first
 
-    def _window(self, window, first: int) -> PackedRows:
+    def _window(self, window, first: int, report: PackReport) -> PackedRows:
         if window is None:  # no documents at all
             window = [Ragged(np.empty(0), np.zeros(0, np.int64))] * len(self.names)
-        return pack_window(window, self.names, self.options, self.pad_values, first, self.report)
+        return pack_window(window, self.names, self.options, self.pad_values, first, report)
 
 
 def _split(pending: list[Sequence[Ragged]], count: int):

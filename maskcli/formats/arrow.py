@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from maskcli.core.errors import InputError, MaskcliError, UsageError
 from maskcli.core.limits import too_big
@@ -249,6 +248,23 @@ def _is_list(kind: pa.DataType) -> bool:
             or pa.types.is_fixed_size_list(kind))
 
 
+_FLOATS = {"halffloat": "float16", "float": "float32", "double": "float64"}
+
+
+def numbers(array: pa.Array) -> np.ndarray:
+    """An Arrow array of integers or floats without nulls as numpy: a view of
+    its data buffer. (``Array.to_numpy`` imports pandas on its first call,
+    half a second of ``maskcli pack``'s time.)"""
+    kind = array.type
+    if array.null_count or not _is_number(kind):
+        return array.to_numpy()
+    dtype = np.dtype(_FLOATS.get(str(kind), str(kind)))
+    data = array.buffers()[1]
+    if data is None:  # an empty array
+        return np.empty(0, dtype)
+    return np.frombuffer(data, dtype=dtype, count=array.offset + len(array))[array.offset:]
+
+
 def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
@@ -289,9 +305,28 @@ def column_chunk(column: pa.Array, name: str, source: str, first_row: int) -> Ra
         row = int(np.argmax(~np.asarray(column.is_valid())))
         raise InputError(f"{chunk.place(row)}: null instead of a sequence: give an empty list [] "
                          "or drop the row (e.g. table.drop_null())")
-    chunk.lengths = pc.list_value_length(column).to_numpy().astype(np.int64)
-    chunk.values = _values(column.flatten(), chunk)
+    chunk.lengths = _lengths(column)
+    chunk.values = _values(_steps(column, chunk.lengths), chunk)
     return chunk
+
+
+def _steps(column: pa.Array, lengths: np.ndarray) -> pa.Array:
+    """The steps of every list of ``column`` (without nulls), in turn: a
+    slice of its child array for lists (``flatten`` imports pyarrow.compute)."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        start = int(numbers(column.offsets)[0]) if len(column) else 0
+        return column.values.slice(start, int(lengths.sum()))
+    return column.flatten()
+
+
+def _lengths(column: pa.Array) -> np.ndarray:
+    """The length of each list of ``column``: from its offsets for lists (no
+    pyarrow.compute to import), else counted by Arrow."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return np.diff(numbers(column.offsets)).astype(np.int64)
+    import pyarrow.compute as pc
+
+    return numbers(pc.list_value_length(column)).astype(np.int64)
 
 
 def _values(steps: pa.Array, chunk: Ragged) -> np.ndarray:
@@ -303,13 +338,15 @@ def _values(steps: pa.Array, chunk: Ragged) -> np.ndarray:
             return np.empty(0)
         return _values(steps.dictionary, chunk)[steps.indices.to_numpy()]
     if _is_number(kind):
-        return steps.to_numpy()
+        return numbers(steps)
     if not len(steps):
         return np.empty(0)  # as the JSON readers give for rows of []
     if _is_text(kind):
+        import pyarrow.compute as pc
+
         encoded = pc.dictionary_encode(steps)  # Python strings for the distinct tokens only
         return np.array(encoded.dictionary.to_pylist(), dtype=str)[encoded.indices.to_numpy()]
-    widths = pc.list_value_length(steps).to_numpy()
+    widths = _lengths(steps)
     width = int(widths[0])
     ragged = np.flatnonzero(widths != width)
     if len(ragged):

@@ -84,7 +84,21 @@ def _summary(report: MaskReport) -> Table:
                       f"padding {weighting.padded_fraction_sorted:.1%} instead of "
                       f"{weighting.padded_fraction_in_order:.1%} · spread "
                       f"{ratio_text(weighting.spread_sorted)}")
+    if report.accumulation is not None:
+        table.add_row(*_accumulation(report.accumulation))
     return table
+
+
+def _accumulation(found) -> tuple[str, str]:
+    """The real tokens' weights within each update, relative to one batch of its sequences."""
+    label = f"updates of {found.steps} × {found.batch_size}"
+    if found.replicas > 1:
+        label = f"{found.steps} × {found.batch_size} on {found.replicas} replicas"
+    windows = f"{found.windows} update{'s' if found.windows != 1 else ''}"
+    if found.spread is None:
+        return label, f"{windows}, no real token"
+    return label, (f"{windows} · token weights {ratio_text(found.weight_min)} to "
+                   f"{ratio_text(found.weight_max)} · spread {ratio_text(found.spread)}")
 
 
 def _weights(weighting) -> str:

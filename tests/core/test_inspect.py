@@ -536,10 +536,16 @@ def test_with_polarity_refuses_an_unknown_polarity():
         with_polarity(np.array([True]), "pytorch")
 
 
-def test_readme_documents_the_command_its_options_and_every_diagnostic():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-        readme = handle.read()
-    section = readme.split("## maskcli inspect-mask", 1)[1].split("\n## ", 1)[0]
+PAGE = os.path.join(ROOT, "docs", "inspect-mask.md")
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_the_page_documents_the_command_its_options_and_every_diagnostic():
+    section = _read(PAGE)
     for option in ("--mode", "--mask-value", "--format", "-o FILE", "--polarity", "--as-int",
                    "--rows", "--strict", "--svg", "--field NAME"):
         assert option in section, option
@@ -547,10 +553,8 @@ def test_readme_documents_the_command_its_options_and_every_diagnostic():
         assert f"| `{diagnostic}` |" in section, diagnostic
 
 
-def test_readme_example_display_is_what_the_command_prints():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-        section = handle.read().split("## maskcli inspect-mask", 1)[1]
-    example = section.split("### Example", 1)[1]
+def test_the_page_example_display_is_what_the_command_prints():
+    example = _read(PAGE).split("## Example", 1)[1]
     data = example.split("printf '", 1)[1].split("'", 1)[0].replace("\\n", "\n")
     shown = example.split("```text\n", 1)[1].split("```", 1)[0]
     result = invoke(["inspect-mask", "--format", "table"], input=data, env={"COLUMNS": "92"})
@@ -559,23 +563,22 @@ def test_readme_example_display_is_what_the_command_prints():
 
 
 def _shell_lines(section: str) -> list[str]:
-    """The command lines of the ```sh blocks of a README section, comments cut."""
+    """The command lines of the ```sh blocks of a page or section, comments cut."""
     blocks = [block.split("```", 1)[0] for block in section.split("```sh\n")[1:]]
     lines = [line.removeprefix(".venv/bin/") for block in blocks for line in block.splitlines()]
     return [line.split("  #")[0].strip() for line in lines
             if line.startswith(("maskcli", "printf", "cat", "python -c "))]
 
 
-def test_readme_examples_run(tmp_path):
-    """Every line of the inspect-mask section's examples runs, from a folder where
-    the tour's and the pad section's lines have made the files they name."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-        readme = handle.read()
+def test_the_page_examples_run(tmp_path):
+    """Every line of docs/inspect-mask.md's examples runs, from a folder where
+    the README tour's first line and docs/pad.md's lines have made the files they name."""
+    readme = _read(os.path.join(ROOT, "README.md"))
     tour = [line for line in _shell_lines(readme.split("## A tour", 1)[1].split("\n## ", 1)[0])
             if line.startswith("maskcli pad")][:1]
-    pad = [line for line in _shell_lines(readme.split("## maskcli pad", 1)[1].split("\n## ", 1)[0])
+    pad = [line for line in _shell_lines(_read(os.path.join(ROOT, "docs", "pad.md")))
            if "maskcli pad" in line or line.startswith("python -c ")]
-    lines = _shell_lines(readme.split("## maskcli inspect-mask", 1)[1].split("\n## ", 1)[0])
+    lines = _shell_lines(_read(PAGE))
     assert len(lines) >= 10 and tour
     bin_dir, work = tmp_path / "bin", tmp_path / "work"
     bin_dir.mkdir()

@@ -174,3 +174,23 @@ def test_row_offsets_of_several_rows():
     offsets, sizes = row_offsets(np.array([4, 1, 3, 2, 2]), np.array([2, 1, 2]))
     assert offsets.tolist() == [0, 4, 5, 0, 3, 0, 2, 4]
     assert sizes.tolist() == [3, 2, 3]
+
+
+def test_windows_packed_in_threads_give_the_same_rows_in_order_and_the_same_counts():
+    from maskcli.core.packing import Packer, PackOptions
+    from maskcli.core.padding import Ragged
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(0, 30, 500)
+    values = rng.integers(1, 100, int(lengths.sum())).astype(np.int32)
+    chunks = [(Ragged(values[:int(lengths[:200].sum())], lengths[:200]),),
+              (Ragged(values[int(lengths[:200].sum()):], lengths[200:]),)]
+    results = []
+    for workers in (1, 3):
+        packer = Packer(("inputs",), PackOptions(16, window=37, overflow="split"), (0,),
+                        workers=workers)
+        windows = list(packer.pack(chunks))
+        results.append(([w.fields["inputs"].tolist() for w in windows],
+                        [w.documents.tolist() for w in windows], vars(packer.report)))
+    assert results[0] == results[1]
+    assert results[0][2]["documents"] == 500 and results[0][2]["empty"] > 0

@@ -201,12 +201,12 @@ def test_memory_limit_takes_the_smaller_of_the_machine_and_its_cgroup(tmp_path, 
     assert limits.memory_limit() == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def test_readme_guarantees_examples_print_what_is_shown(tmp_path):
-    """Each ``$`` line of the README's Guarantees section, run in a shell,
-    prints the lines shown under it (the machine's memory size aside)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Guarantees and limits", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```console\n", 1)[1].split("```", 1)[0]
+def test_the_bad_input_examples_print_what_is_shown(tmp_path):
+    """Each ``$`` line of docs/guarantees.md's section on bad inputs, run in a
+    shell, prints the lines shown under it (the machine's memory size aside)."""
+    page = (ROOT / "docs" / "guarantees.md").read_text()
+    section = page.split("## Every bad input, one clean line", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, command in (("maskcli", f'"{sys.executable}" -m maskcli'),

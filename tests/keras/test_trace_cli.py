@@ -44,7 +44,8 @@ class TinyTagger(keras.Model):
         x = self.embed(ids)
         return self.tags(self.att(x, x))
 '''
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "trace-mask.md"
 
 
 def forget_custom_layers():
@@ -309,14 +310,13 @@ def test_a_file_that_is_not_a_model(tmp_path):
     assert "not a loadable Keras model" in result.stderr
 
 
-def test_help_and_readme():
+def test_help_and_page():
     result = invoke(["trace-mask", "--help"])
     assert "Follow the mask through a model, layer by layer." in result.stdout
     assert "maskcli trace-mask --arch embedding-conv" in result.stdout
     assert "trace-mask" in invoke(["--help"]).stdout
-    readme = README.read_text()
-    assert "## maskcli trace-mask" in readme
-    section = readme.split("## maskcli trace-mask", 1)[1].split("\n## ", 1)[0]
+    section = PAGE.read_text()
+    assert section.startswith("# maskcli trace-mask")
     for status in ("creates", "propagates", "consumes", "drops", "none"):
         assert f"`{status}`" in section
     for padding in ("enters", "inherited", "contains", "padding_effect", "padding_check"):
@@ -335,7 +335,7 @@ def test_help_loads_neither_tensorflow_nor_rich():
         print(sorted(m for m in ('tensorflow', 'keras', 'rich') if m in sys.modules))
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, cwd=README.parent)
+                          timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 

@@ -17,7 +17,9 @@ checks (each pass, fail or skipped):
 With ``batch_size``, every model call runs in batches, the checks hold batch
 by batch, and a sixth check, ``batch-weighting``, says how unequally
 per-batch normalization weighs real tokens (pass, or warn: a failure only
-with ``strict``).
+with ``strict``). With an optimizer's ``gradient_accumulation_steps`` (or
+``accumulation_steps``, ``replicas``), ``accumulation`` says the same of the
+micro-batches one update averages (module ``accumulation``).
 
 The modules: ``batch`` (inputs, targets, the reference mask: True at REAL
 steps), ``inputs`` (several named inputs, each with its own padding),

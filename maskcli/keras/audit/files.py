@@ -7,6 +7,7 @@ import functools
 import os
 from dataclasses import replace
 
+from maskcli.core.accumulation import check_accumulation
 from maskcli.core.errors import InputError, UsageError
 from maskcli.core.masks import compute_mask, parse_value
 from maskcli.core.padded import Padded, check_mask
@@ -46,7 +47,8 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                 named_inputs=(), sample_weight: str | None = None, output: str | None = None,
                 mask_input: str | None = None, batch_size: int | None = None,
                 limit: int | None = None, sample: int | None = None, strict: bool = False,
-                progress=None, model=None, dataset=None) -> AuditReport:
+                progress=None, model=None, dataset=None, accumulation_steps: int | None = None,
+                replicas: int | None = None, segment_input: str | None = None) -> AuditReport:
     """``audit_loss`` on files, as ``maskcli audit-loss`` runs it.
 
     The reference mask comes from ``mask_path``, else the npz ``mask``, else
@@ -60,10 +62,12 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     with ``seed``: every file is then read in part, cut to the same rows
     (:mod:`maskcli.formats.sampling`). ``batch_size``, ``strict`` and
     ``progress`` are ``audit_loss``'s. ``model``: a Keras model already in
-    memory, in place of ``model_path``. ``dataset``: the padding options of an
+    memory, in place of ``model_path``. ``accumulation_steps`` and ``replicas`` are
+    ``audit_loss``'s too. ``dataset``: the padding options of an
     INPUT that is a dataset to pad (:mod:`maskcli.formats.dataset_input`);
     ``--input NAME=ARRAY`` then also names an array or column of INPUT.
     """
+    check_accumulation(batch_size, accumulation_steps, replicas)  # before any file is read
     derive = mode is not None or mask_value is not None
     if unsafe and not model_path:
         raise UsageError("--unsafe applies to --model only: drop it")
@@ -145,6 +149,8 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                       recorded_masks=_recorded_masks(padded) if several else None,
                       file_mask=file_mask if several else None,
                       batch_size=batch_size, strict=strict,
+                      accumulation_steps=accumulation_steps, replicas=replicas,
+                      segment_input=segment_input,
                       **({"progress": progress} if progress else {}))
     if hf_labels.scores_ignored_steps(model, targets, output):
         label = f"--model {model_path}" if model_path else "the model"

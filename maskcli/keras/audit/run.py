@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskcli.core.accumulation import check_accumulation
 from maskcli.core.batching import check_batch_size
 from maskcli.core.errors import InputError, UsageError, option, spelled
 from maskcli.core.masks import step_mask
 from maskcli.keras import feed, models
-from maskcli.keras.audit import batched, losses, weighting
+from maskcli.keras.audit import accumulation, batched, losses, weighting
 from maskcli.keras.audit.batch import (
     boolean_mask,
     checked_inputs,
@@ -18,12 +19,14 @@ from maskcli.keras.audit.batch import (
 )
 from maskcli.keras.audit.cause import likely_cause
 from maskcli.keras.audit.inputs import Batch, named_batch
+from maskcli.keras.audit.packed import audit_packed
 from maskcli.keras.audit.prepare import built_in_model, user_model
 from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport
 from maskcli.keras.audit.state import AuditRun
 from maskcli.keras.audit.suite import run_checks
 from maskcli.keras.audit.weights import check_measured
+from maskcli.keras.trace.packed import packed_batch
 
 
 def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
@@ -35,9 +38,10 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                output: str | None = None, mask_input: str | None = None,
                pad_values: dict | None = None, recorded_masks: dict | None = None,
                file_mask=None, batch_size: int | None = None, strict: bool = False,
-               mask_label: str = "the mask",
+               mask_label: str = "the mask", accumulation_steps: int | None = None,
+               replicas: int | None = None,
                progress: batched.Progress = batched.no_progress,
-               reseed: bool = True) -> AuditReport:
+               reseed: bool = True, segment_input: str | None = None) -> AuditReport:
     """Audit whether ``model``'s loss ignores the padding of ``inputs``.
 
     ``inputs`` is an array, or for a model with several inputs a dict (by
@@ -57,7 +61,13 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     and the weights cut alike) and adds the batch-weighting check (``strict``:
     its warning fails the audit); ``progress(what, done, total)`` hears of
     each batch. ``reseed`` False leaves the global random seeds (Python,
-    numpy, TensorFlow) as they are, for an audit inside a training run. For example
+    numpy, TensorFlow) as they are, for an audit inside a training run.
+    ``accumulation_steps`` (default: the compiled optimizer's
+    ``gradient_accumulation_steps``) and ``replicas`` add the accumulation
+    check: updates of that many micro-batches of ``batch_size``, each split
+    over ``replicas`` data-parallel replicas. Packed inputs (an input named
+    ``*_segment_ids``, or ``segment_input``) get the packed audit instead
+    (:mod:`maskcli.keras.audit.packed`). For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
@@ -65,6 +75,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         raise UsageError(f"{option('--train-steps')} must be 0 or more, got {train_steps}")
     if batch_size is not None:
         check_batch_size(batch_size)
+    check_accumulation(batch_size, accumulation_steps, replicas)
     if model is not None and arch is not None:
         raise UsageError(f"{option('--arch')} and {option('--model')} both name a model: give "
                          "one of them")
@@ -111,6 +122,17 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         model, label = user_model(model, loss, units, output)
     if model_label:  # the file's name, and the output chosen of several
         label = model_label + (label[label.index(", output "):] if ", output " in label else "")
+    if segment_input is not None and arrays is None:
+        raise UsageError(f"{option('--segment-input')} {segment_input}: packed data needs a "
+                         f"{option('--model')} that takes the segment ids as a named input")
+    packed = None if arrays is None else packed_batch(arrays, list(arrays), segment_input)
+    if packed is not None:  # packed rows are not padded ones: the segment-isolation audit
+        with models.full_float32():
+            return audit_packed(model, spec, packed, label=label, targets=targets, seed=seed,
+                                targets_label=targets_label,
+                                unused={"train_steps": train_steps, "batch_size": batch_size,
+                                        "per_sample": per_sample,
+                                        "sample_weight": None if sample_weight is None else 1})
     spec_loss = loss_spec(model.loss)
     target_padded = None
     if target_pad is not None:
@@ -145,6 +167,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
         audit.set_weights(sample_weight, sample_weight_label)
         audit.set_targets(targets, seed, targets_label)
         audit.train(train_steps)
+        accumulation.configure(audit, accumulation_steps, replicas)
         return report(audit, per_sample, strict)
 
 
@@ -178,7 +201,7 @@ def report(run: AuditRun, per_sample: bool, strict: bool = False) -> AuditReport
                          "of their losses (choose the batches with --batch-size)")
     failed = [check.id for check in results if check.status == "fail"]
     cause = _cause(run, failed)
-    return AuditReport(
+    found = AuditReport(
         verdict="leaks" if failed else "ignored",
         loss=run.spec.name, keras_loss=run.keras_loss, masked_loss=run.masked_loss,
         unmasked_loss=run.unmasked_loss, checks=results, versions=models.versions(),
@@ -188,9 +211,16 @@ def report(run: AuditRun, per_sample: bool, strict: bool = False) -> AuditReport
         cause=cause, notes=run.notes, removed_loss=run.removed_loss,
         batch_size=run.batching.size, batches=len(run.slices),
         batch_size_auto=run.batching.auto)
+    if failed:
+        found.fixes.extend(accumulation.fixes(run))
+    return found
 
 
 def _cause(run: AuditRun, failed: list[str]) -> str | None:
+    if accumulation.CHECK_ID in failed and set(failed) <= {accumulation.CHECK_ID,
+                                                          weighting.CHECK_ID}:
+        return accumulation.cause(run)  # the optimizer's own averaging, said first
+    failed = [f for f in failed if f != accumulation.CHECK_ID]
     if failed == [weighting.CHECK_ID]:
         return weighting.cause(run)
     return likely_cause(run, [f for f in failed if f != weighting.CHECK_ID]) if failed \

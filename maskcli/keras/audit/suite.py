@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from maskcli.keras.audit import checks, losses, weighting
+from maskcli.keras.audit import accumulation, checks, losses, weighting
 from maskcli.keras.audit.reference import loss_rtol
 from maskcli.keras.audit.report import Check
 
@@ -23,7 +23,8 @@ _LOSS_CHECKS = {"loss-parity": checks.loss_parity, "target-invariance": checks.t
 def run_checks(run: AuditRun, only: list[str] | None = None, strict: bool = False) -> list[Check]:
     """Run the audit's checks on ``run`` (``only``: just those) and return them
     in the report's order. Sets the run's Keras loss and its references."""
-    wanted = set(CHECK_IDS + (weighting.CHECK_ID,) if only is None else only)
+    wanted = set(CHECK_IDS + (weighting.CHECK_ID, accumulation.CHECK_ID) if only is None
+                 else only)
     run.rtol = loss_rtol(run.mask.size)
     run.keras_loss = float(run.evaluate()["loss"])
     run.removed_loss = run.masked_loss = run.unmasked_loss = run.token_mean_loss = None
@@ -51,4 +52,6 @@ def run_checks(run: AuditRun, only: list[str] | None = None, strict: bool = Fals
         results.append(metric_check)
     if weighting.CHECK_ID in wanted and run.batching.size and not run.batching.auto:
         results.append(weighting.batch_weighting_check(run, strict))
+    if accumulation.CHECK_ID in wanted and accumulation.applies(run):
+        results.append(accumulation.accumulation_check(run, strict))
     return results

@@ -1,4 +1,4 @@
-"""The README's section "Transformers, KerasHub and explicit masks", run as it
+"""docs/transformers.md, "Transformers, KerasHub and explicit masks", run as it
 stands: its Python builds the models and the batch, its commands run with the
 exit status their comments give, and the verdicts it shows are printed."""
 
@@ -19,13 +19,11 @@ from tests.conftest import invoke
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-TITLE = "## Transformers, KerasHub and explicit masks"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "transformers.md"
 
 
 def blocks(language: str) -> list[str]:
-    section = README.read_text().split(TITLE, 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+    return re.findall(rf"```{language}\n(.*?)```", PAGE.read_text(), re.S)
 
 
 def flat(text: str) -> str:
@@ -35,7 +33,7 @@ def flat(text: str) -> str:
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
     """The section's first Python block, run in a folder of its own."""
-    folder = tmp_path_factory.mktemp("readme")
+    folder = tmp_path_factory.mktemp("transformers")
     namespace: dict = {}
     before = os.getcwd()
     os.chdir(folder)  # contextlib.chdir needs Python 3.11
@@ -96,7 +94,7 @@ def test_the_measured_reductions(example, monkeypatch):
                                  sample_weight=weights).keras_loss
                       for model in (weighted, default)])
     assert np.round(found, 3).tolist() == [[1.813, 1.088], [1.813, 0.604]]
-    text = flat(README.read_text())
+    text = flat(PAGE.read_text())
     assert ("the weighted mean over real steps is 1.813, the default reduction gives 1.088 "
             "(9/15 of it), and with 4 more padding steps per sequence, of weight 0, 0.604 "
             "(9/27 of it)") in text
