@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from maskcli.cli.dataset_options import dataset_from, dataset_options
 from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
 
 
@@ -80,6 +81,10 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]),
               help="Output format (default: table on a terminal, json otherwise).")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's logs and Python warnings.")
+@click.option("--field", "fields", metavar="NAME", multiple=True,
+              help="A dataset INPUT's column (or jsonl key) to pad, as in 'maskcli pad'. "
+                   "Repeatable. [default: every list column]")
+@dataset_options
 @click.option("--segment-input", metavar="NAME",
               help="Packed rows: the model input holding segment ids (default: an input named "
                    "*_segment_ids). Runs segment-isolation and boundary-targets instead of the "
@@ -88,14 +93,20 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
 def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output, mask_path, mode,
                mask_value, target_pad, targets_path, model_path, arch, unsafe, imports, loss,
                units, seed, train_steps, batch_size, limit, sample, strict, quiet, per_sample,
-               fmt, verbose, segment_input, accumulation_steps=None, replicas=None):
+               fmt, verbose, fields, segment_input, accumulation_steps=None, replicas=None,
+               **dataset):
     """Prove that padding is ignored by a Keras model's loss, or show where it leaks.
 
     Runs a real Keras model on the padded batch and checks loss-parity,
     target-invariance, padding-gradient, forward-invariance and metric-parity;
     with --batch-size, in batches as training runs, plus batch-weighting.
     INPUT (default '-', standard input) is an npz from 'maskcli pad', an npz
-    whose arrays are named after the model's inputs, an npy or a jsonl.
+    whose arrays are named after the model's inputs, an npy or a jsonl; or a
+    dataset as it is (jsonl records, Parquet, Arrow, a save_to_disk directory,
+    a glob), padded here as 'maskcli pad' pads it (--field, --value,
+    --padding, --maxlen). Model inputs are fed by name, or by their Hugging
+    Face names (token_ids <- input_ids, padding_mask <- attention_mask,
+    segment_ids <- token_type_ids); labels of -100 are tokens not to score.
 
     \b
     maskcli pad data.jsonl --padding post -o padded.npz
@@ -105,6 +116,7 @@ def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output,
     maskcli audit-loss x.npy --targets y.npy --target-pad -100 --model tagger.keras
     maskcli audit-loss batch.npz --model bert_tagger.keras --sample-weight mask
     maskcli audit-loss big.npz --batch-size 256 --sample 2000   # as training batches it
+    maskcli audit-loss ner_dataset/ --model tagger.keras --targets labels
     maskcli audit-loss x.npz --model m.keras --batch-size 8 --accumulation-steps 4
 
     Exit status: 0 padding ignored, 1 padding leaks (or a warning with
@@ -135,8 +147,9 @@ def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output,
                 train_steps=train_steps, per_sample=per_sample, verbose=verbose,
                 named_inputs=named_inputs, sample_weight=sample_weight, output=output,
                 mask_input=mask_input, batch_size=batch_size, limit=limit, sample=sample,
-                strict=strict, progress=bar, accumulation_steps=accumulation_steps,
-                replicas=replicas, segment_input=segment_input)
+                strict=strict, progress=bar, dataset=dataset_from(dataset, fields=fields),
+                accumulation_steps=accumulation_steps, replicas=replicas,
+                segment_input=segment_input)
     finally:
         if bar:
             bar.close()

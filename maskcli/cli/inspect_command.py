@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from maskcli.cli.dataset_options import dataset_from, dataset_options
 from maskcli.core.errors import UsageError
 
 
@@ -44,6 +45,11 @@ from maskcli.core.errors import UsageError
 @click.option("--field", metavar="NAME",
               help="An npz of several fields (maskcli pad --field A --field B): the field to "
                    "inspect, with its own mask and pad value. [default: the first]")
+@click.option("--ignore", "ignore", metavar="ID", multiple=True,
+              help="Silence the diagnostic ID (e.g. pre-padding-rnn), for --strict in CI. "
+                   "Repeatable. A labels field (named labels, or padded with -100) has no "
+                   "Embedding diagnostics anyway.")
+@dataset_options
 @click.option("--segment-input", metavar="NAME",
               help="Packed data: the array of segment ids (default: an array named "
                    "*_segment_ids; KerasHub's plain segment_ids are token types, not packing).")
@@ -52,8 +58,8 @@ from maskcli.core.errors import UsageError
                    "without the causal triangle.")
 @click.pass_context
 def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as_int, rows,
-                         batch_size, strict, svg, field, segment_input, bidirectional,
-                         accumulation_steps=None, replicas=None):
+                         batch_size, strict, svg, field, ignore, segment_input, bidirectional,
+                         accumulation_steps=None, replicas=None, **dataset):
     """Build the mask Keras would build from padded data, show it and diagnose it.
 
     \b
@@ -96,8 +102,11 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         check_destination(target, option)
 
     from maskcli.cli.packed_inspect import inspect_packed_command, load_maybe_packed
+    from maskcli.core.label_fields import check_ignored, silenced
 
-    padded, arrays = load_maybe_packed(input, field, segment_input)
+    ignore = check_ignored(ignore)
+    padded, arrays = load_maybe_packed(input, field, segment_input,
+                                       dataset=dataset_from(dataset, field))
     if arrays is not None:
         return inspect_packed_command(ctx, padded.source, arrays, segment_input, not bidirectional,
                                       fmt, output, rows, strict, svg, padded.meta)
@@ -106,6 +115,9 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
                          f"{padded.source} holds no NAME_segment_ids array: drop them")
     report = inspect_mask(padded, mode=mode, mask_value=mask_value, batch_size=batch_size,
                           accumulation_steps=accumulation_steps, replicas=replicas)
+    report.diagnostics, notes = silenced(report.diagnostics, padded, ignore)
+    if padded.meta.get("padded_here"):
+        notes.insert(0, f"{padded.source}: {padded.meta['padded_here']}")
     written = with_polarity(report.mask, polarity, as_int)
     if output:
         with atomic_output(output) as handle:
@@ -125,6 +137,8 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         if svg:
             with atomic_output(svg, "--svg") as handle:
                 handle.write(render.svg(console, report).encode())
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if fmt != "table":
         for diagnostic in report.diagnostics:
             click.echo(f"warning: {diagnostic.id}: {diagnostic.message}", err=True)

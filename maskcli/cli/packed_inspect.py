@@ -10,13 +10,14 @@ import click
 from maskcli.core.errors import InputError
 
 
-def load_maybe_packed(path: str, field: str | None, segment_input: str | None):
+def load_maybe_packed(path: str, field: str | None, segment_input: str | None,
+                      dataset=None):
     """The data of INPUT, and its arrays by name when they are packed (else None)."""
     from maskcli.core.packed_diagnose import packed_names
     from maskcli.formats.arrays import load_padded
 
     try:
-        padded = load_padded(path, field=field)
+        padded = load_padded(path, field=field, dataset=dataset)
     except InputError:
         if path == "-":
             raise

@@ -38,7 +38,8 @@ from maskcli.core.errors import MaskcliError
                    ".parquet, .arrow/.feather) and by the first bytes.")
 @click.option("--field", "fields", metavar="NAME", multiple=True,
               help="The key (jsonl/json objects) or list column (Parquet/Arrow) holding the "
-                   "sequences, e.g. input_ids. Repeat it to pad several fields at once.")
+                   "sequences, e.g. input_ids; NEW=OLD writes column OLD as NEW, e.g. "
+                   "token_ids=input_ids. Repeat it to pad several fields at once.")
 @click.option("--sep", metavar="TEXT",
               help="text: the token separator, '\\t' for a tab [default: any whitespace].")
 @click.option("-o", "--output", default="-", metavar="PATH",
@@ -53,13 +54,16 @@ from maskcli.core.errors import MaskcliError
                    "(KerasHub) or attention_mask (Hugging Face).")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar (shown on a terminal when a file takes over a second).")
+@click.option("--split", metavar="NAME",
+              help="The split of a DatasetDict save_to_disk directory, e.g. train.")
 def pad(input, maxlen, padding, truncating, value_texts, dtype, pad_to_multiple_of, vocab,
-        save_vocab, fmt_in, fields, sep, output, fmt_out, mask_as, quiet):
+        save_vocab, fmt_in, fields, sep, output, fmt_out, mask_as, quiet, split):
     """Pad and truncate sequences exactly like keras.utils.pad_sequences.
 
     INPUT is a jsonl, json, text, Parquet or Arrow file, or - for standard
-    input (the default). Options named as in Keras come first, with Keras'
-    defaults.
+    input (the default); or several read as one: a datasets save_to_disk
+    directory (--split NAME for a DatasetDict), a folder or a glob of shards.
+    Options named as in Keras come first, with Keras' defaults.
 
     \b
     maskcli pad sample_data/keras_guide.jsonl --padding post
@@ -69,7 +73,7 @@ def pad(input, maxlen, padding, truncating, value_texts, dtype, pad_to_multiple_
     maskcli pad train.parquet --field input_ids --field labels --value labels=-100 \\
         --padding post --mask-as padding_mask -o train.npz
     """
-    from maskcli.core.fields import split_values
+    from maskcli.core.fields import split_renames, split_values
     from maskcli.core.padding import PadOptions, parse_dtype
     from maskcli.formats import writers
     from maskcli.formats.pipeline import pad_file
@@ -83,7 +87,9 @@ def pad(input, maxlen, padding, truncating, value_texts, dtype, pad_to_multiple_
             and sys.stdout.isatty():
         raise click.UsageError(f"--to {fmt_out} is binary: write it to a file with -o, or pipe it")
     parsed_dtype = parse_dtype(dtype)
-    default, named = split_values(value_texts, fields)
+    fields, renames = split_renames(fields)
+    written = tuple(renames.get(name, name) for name in fields)
+    default, named = split_values(value_texts, written)
     value = _pad_value("0" if default is None else default, parsed_dtype)
     values = {name: _pad_value(text, parsed_dtype) for name, text in named.items()}
     options = PadOptions.make(maxlen, parsed_dtype, padding, truncating, value, pad_to_multiple_of)
@@ -98,11 +104,11 @@ def pad(input, maxlen, padding, truncating, value_texts, dtype, pad_to_multiple_
         if sharded:  # one output shard per input shard
             report, shards = pad_shards(input, output, options=options, read=read, to=fmt_out,
                                         vocab=vocab, save_vocab=save_vocab, values=values,
-                                        mask_as=mask_as, progress=progress)
+                                        mask_as=mask_as, progress=progress, renames=renames)
         else:
             report = pad_file(input, output, options=options, read=read, to=fmt_out,
                               vocab=vocab, save_vocab=save_vocab, progress=progress,
-                              values=values, mask_as=mask_as)
+                              values=values, mask_as=mask_as, renames=renames, split=split)
     finally:
         if progress is not None:
             progress.close()

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from maskcli.cli.dataset_options import dataset_from, dataset_options
 from maskcli.cli.group import ARCH_NAMES, SEED
 from maskcli.core.errors import InputError, UsageError
 
@@ -38,12 +39,13 @@ from maskcli.core.errors import InputError, UsageError
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]),
               help="Output format  [default: table on a terminal, json otherwise]")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's and Keras' own messages.")
+@dataset_options
 @click.option("--segment-input", metavar="NAME",
               help="Packed rows: the model input holding segment ids (default: an input named "
                    "*_segment_ids). Traces where documents mix instead of padding.")
 @click.pass_context
 def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, imports, unsafe, units,
-               seed, pad_value, fmt, verbose, segment_input):
+               seed, pad_value, fmt, verbose, segment_input, **dataset):
     """Follow the mask through a model, layer by layer.
 
     Runs the model on the first 64 sequences of INPUT ('-' reads standard
@@ -83,8 +85,14 @@ def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, impo
     from maskcli.core.masks import parse_value
     from maskcli.formats.arrays import load_padded, named_input_files
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
-    padded = load_padded(input_path, named=True) if input_path is not None else None
-    given = named_input_files(named_inputs)
+    padded = (load_padded(input_path, named=True, dataset=dataset_from(dataset))
+              if input_path is not None else None)
+    from maskcli.keras.audit.hf_names import input_columns
+
+    columns, named_inputs = input_columns(named_inputs, padded)
+    given = {**named_input_files(named_inputs), **columns}
+    if padded is not None and padded.meta.get("padded_here"):
+        click.echo(f"note: {padded.source}: {padded.meta['padded_here']}", err=True)
     if arch and padded is not None:
         padded = padded.one_field()  # an npz of several fields: the first, as inspect-mask
     if pad_value is not None:

@@ -28,6 +28,32 @@ MASK_SUFFIX, LENGTHS_SUFFIX = "_mask", "_lengths"
 ONE_ARRAY_FORMATS = ("csv", "tsv", "npy")
 
 
+def split_renames(texts) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``--field`` options as (the names to read, {name read: name written}):
+    ``NEW=OLD`` reads OLD and writes it as NEW (``token_ids=input_ids``).
+
+    >>> split_renames(["token_ids=input_ids", "labels"])
+    (('input_ids', 'labels'), {'input_ids': 'token_ids'})
+    """
+    read, renames = [], {}
+    for text in texts:
+        new, equals, old = text.partition("=")
+        if equals and new and old:
+            if old in renames:
+                raise UsageError(f"--field {text}: {old} is already written as {renames[old]}: "
+                                 "read each field once")
+            renames[old] = new
+            read.append(old)
+        else:
+            read.append(text)
+    written = [renames.get(name, name) for name in read]
+    twice = next((name for name in written if written.count(name) > 1), None)
+    if twice is not None:
+        raise UsageError(f"--field: two fields would be written as {twice}: give each its own "
+                         "name")
+    return tuple(read), renames
+
+
 def split_values(texts, fields=()) -> tuple[str | None, dict[str, str]]:
     """``--value`` options as (the default for every field or None, {field: value}).
     ``fields``: the names given with ``--field``, matched first (longest first).

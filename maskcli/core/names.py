@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from maskcli.core.errors import UsageError
 
+# KerasHub's input names, and the Hugging Face names of the same arrays: a
+# model input without an array of its own name is fed from these.
+HF_NAMES = {"token_ids": "input_ids", "padding_mask": "attention_mask",
+            "segment_ids": "token_type_ids"}
 # Separators in zip member names (zip says '/'; Windows tools also read '\').
 _SEPARATORS = ("/", "\\")
 

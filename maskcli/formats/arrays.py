@@ -57,7 +57,7 @@ def sniff_format(path: str, data: bytes) -> str:
 
 
 def load_padded(path: str = STDIN, fmt: str = "auto", field: str | None = None,
-                named: bool = False) -> Padded:
+                named: bool = False, dataset=None) -> Padded:
     """Read padded inputs (plus mask/lengths/meta from an npz).
 
     ``field``: the field of an npz of several fields (from ``maskcli pad
@@ -66,9 +66,20 @@ def load_padded(path: str = STDIN, fmt: str = "auto", field: str | None = None,
     one ``inputs`` array (``token_ids``, ``padding_mask``, ...), as an npz of
     several fields does. Its ``inputs`` is then None, and every array but
     ``mask``, ``lengths`` and ``meta`` is in ``extra``; ``mask`` is checked
-    later, against the input it belongs to.
+    later, against the input it belongs to. A dataset that is not padded yet
+    (Parquet, Arrow, a save_to_disk directory, jsonl records, ...) is padded
+    as ``maskcli pad`` pads it, with ``dataset``'s options (see
+    :mod:`maskcli.formats.dataset_input`).
     """
+    from maskcli.formats import dataset_input
+
+    if fmt == "auto" and path != STDIN and dataset_input.is_dataset(path):  # padded here
+        return dataset_input.load_input(path, dataset or dataset_input.DatasetOptions(),
+                                        field=field, named=named)
     name, data = read_bytes(path)
+    if fmt == "auto" and path == STDIN and data and dataset_input.is_dataset(path, data[:1 << 16]):
+        return dataset_input.load_input(path, dataset or dataset_input.DatasetOptions(),
+                                        field=field, named=named, data=data)
     fmt = sniff_format(path, data) if fmt == "auto" else fmt
     if not data:
         raise InputError(f"{name} is empty: give padded data, e.g. from 'maskcli pad -o x.npz'")
@@ -139,13 +150,26 @@ def split_array_spec(spec: str) -> tuple[str, str | None]:
     paths keep their colons.
     """
     path, colon, key = spec.rpartition(":")
-    if colon and key and path.lower().endswith(".npz"):
+    if colon and key and (path.lower().endswith(".npz") or _dataset_path(path)):
         return path, key
     return spec, None
 
 
 def load_array(path: str, fmt: str = "auto", key: str | None = None) -> np.ndarray:
     """Read one array (targets, or a mask) from npy, npz (``key``), jsonl or csv."""
+    from maskcli.formats import dataset_input
+
+    if fmt == "auto" and _dataset_path(path):
+        padded = dataset_input.load_input(path, named=True)
+        arrays = {**padded.extra, **({"inputs": padded.inputs} if padded.inputs is not None
+                                     else {})}
+        if key in arrays:
+            return _check_dtype(f"{padded.source}, column {key!r}", arrays[key])
+        columns = [name for name in padded.fields or arrays]
+        if len(columns) == 1 or key is None:
+            return _check_dtype(padded.source, arrays[columns[0]])
+        raise InputError(f"{padded.source} has no column {key!r} (columns: {', '.join(columns)}): "
+                         f"name one with {path}:COLUMN")
     name, data = read_bytes(path)
     if not data:
         raise InputError(f"{name} is empty: give an npy, npz, jsonl or csv file")
@@ -179,6 +203,13 @@ def named_input_files(texts, load: bool = True) -> dict:
         path, key = split_array_spec(spec)
         arrays[name] = load_array(path, key=key or name)
     return arrays
+
+
+def _dataset_path(path: str) -> bool:
+    """Whether ``path`` is a dataset file or folder (Parquet, Arrow, save_to_disk)."""
+    from maskcli.formats import dataset_input
+
+    return path != STDIN and (Path(path).exists() or "*" in path) and dataset_input.is_dataset(path)
 
 
 def npz_arrays(path: str) -> dict[str, np.ndarray]:

@@ -123,7 +123,30 @@ class _Table:
             for index in range(self.reader.num_record_batches):
                 yield self.reader.get_batch(index)
         else:
-            yield from self.reader
+            while self.reader is not None:
+                yield from self.reader
+                self.reader = self._next_stream()
+
+    def _next_stream(self):
+        """The reader of a second Arrow stream after the first one's end (``cat
+        shard0.arrow shard1.arrow``): read on if its columns are the same,
+        refused otherwise, never dropped; None at the end of the input."""
+        at, size = self.stream.tell(), self.stream.size()
+        if at >= size:
+            return None
+        head = self.stream.read(8)
+        self.stream.seek(at)
+        if not head.startswith(b"\xff\xff\xff\xff"):
+            raise InputError(f"{self.name} holds more after its Arrow stream ends (at byte {at}), "
+                             "and it is not a second Arrow stream: give one file at a time, or "
+                             "the shards of one save_to_disk dataset")
+        reader = pa.ipc.open_stream(self.stream)
+        if not reader.schema.equals(self.schema, check_metadata=False):
+            raise InputError(f"{self.name} holds a second Arrow stream at byte {at}, whose "
+                             f"columns ({_describe(reader.schema)}) differ from the first's "
+                             f"({_describe(self.schema)}): pad each stream alone, or give "
+                             "streams of one dataset")
+        return reader
 
     def chunks(self, names: tuple[str, ...], progress: Callable[[int], None]) -> Iterator:
         batches, first = self._batches(names), 0

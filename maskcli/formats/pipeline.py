@@ -35,6 +35,7 @@ from maskcli.core.padding import (
     padded_dtype,
 )
 from maskcli.formats import readers, writers
+from maskcli.formats.datasets_dir import open_dataset
 from maskcli.formats.files import (
     STDIN,
     atomic_output,
@@ -68,13 +69,18 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
              vocab: str | None = None, save_vocab: str | None = None,
              stdout: BinaryIO | None = None,
              progress: Callable[[int, int | None], None] | None = None,
-             values: dict | None = None, mask_as: str | None = None) -> PadReport:
+             values: dict | None = None, mask_as: str | None = None,
+             split: str | None = None, renames: dict | None = None) -> PadReport:
     """Pad the sequences of ``input`` into ``output`` (``-``: ``stdout``).
 
     ``values`` maps a field name to its own pad value (``options.value`` is
     every other field's). ``mask_as`` also writes the mask as int32 under that
-    name (npz only). ``progress``, if given, is called as the input is read
-    with the bytes read so far and the input's size (None for standard input).
+    name (npz only). ``input`` may be a dataset of several files, read as one
+    (a ``save_to_disk`` directory, of ``split`` for a DatasetDict; a folder; a
+    glob: :mod:`maskcli.formats.datasets_dir`). ``renames`` writes a field
+    read under one name under another ({read: written}, ``--field NEW=OLD``).
+    ``progress``, if given, is called as the input is read with the bytes read
+    so far and the input's size (None for standard input).
     """
     fmt = writers.output_format(output, to)
     values = values or {}
@@ -86,11 +92,13 @@ def pad_file(input: str = STDIN, output: str = STDIN, *, options: PadOptions = P
     vocabulary = _load(vocab) if vocab else None
     read = replace(read, numbers=options.dtype.kind != "U" and not (vocab or save_vocab))
     report = PadReport()
-    with open_source(input) as source, contextlib.ExitStack() as outputs:
-        report.source = source.name
-        report_progress = None if progress is None else (lambda done: progress(done, source.size))
-        opened = readers.open_fields(source, read, progress=report_progress)
-        names = opened.names
+    with contextlib.ExitStack() as outputs:
+        sizes = []  # of the one input file, for the progress bar
+        report_progress = None if progress is None else (lambda done: progress(done, sizes[0]))
+        report.source, size, opened = outputs.enter_context(
+            open_dataset(input, read, report_progress, split))
+        sizes.append(size)
+        names = tuple((renames or {}).get(name, name) for name in opened.names)
         fields.check_values(values, names)
         fields.check_output(fmt, names, mask_as)
         if fmt == "npz":

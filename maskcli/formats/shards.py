@@ -19,21 +19,19 @@ or a glob's matches in name order.
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from maskcli.core.errors import InputError, UsageError
+from maskcli.core.errors import UsageError
 from maskcli.core.packing import PackReport
 from maskcli.core.padding import PadOptions
-from maskcli.formats import readers
+from maskcli.formats import datasets_dir, readers
+from maskcli.formats.datasets_dir import SHARD_SUFFIXES  # noqa: F401 (where it used to live)
 from maskcli.formats.files import STDIN, refuse_overwrite
 from maskcli.formats.pack_pipeline import pack_file
 from maskcli.formats.pipeline import PadReport, pad_file
 
-SHARD_SUFFIXES = (".arrow", ".feather", ".parquet", ".jsonl", ".ndjson")
 EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "tsv": ".tsv", "npy": ".npy", "npz": ".npz",
               "parquet": ".parquet"}
 PACK_EXTENSIONS = {"jsonl": ".jsonl", "npz": ".npz", "parquet": ".parquet",
@@ -42,8 +40,7 @@ PACK_EXTENSIONS = {"jsonl": ".jsonl", "npz": ".npz", "parquet": ".parquet",
 
 def names_shards(path: str) -> bool:
     """Whether ``path`` names several shards: a folder, or a glob that is not a file's name."""
-    return path != STDIN and (os.path.isdir(path) or (
-        any(char in path for char in "*?[") and not os.path.exists(path)))
+    return datasets_dir.several(path)
 
 
 def is_folder_output(output: str) -> bool:
@@ -51,39 +48,18 @@ def is_folder_output(output: str) -> bool:
     return output != STDIN and (output.endswith(("/", os.sep)) or os.path.isdir(output))
 
 
-def shard_files(path: str) -> list[str]:
-    """The shards of ``path``, in the dataset's order: a ``save_to_disk``
-    directory's (its ``state.json``), a folder's data files, a glob's matches,
-    or the one file."""
-    if os.path.isdir(path):
-        state = Path(path) / "state.json"
-        if state.is_file():
-            try:
-                entries = json.loads(state.read_text(encoding="utf-8"))["_data_files"]
-                return [str(Path(path) / Path(entry["filename"]).name) for entry in entries]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise InputError(f"{state}: no list of '_data_files' that can be read: save the "
-                                 "dataset again with Dataset.save_to_disk") from None
-        found = sorted(str(file) for file in Path(path).iterdir() if file.is_file()
-                       and not file.name.startswith(".") and file.suffix.lower() in SHARD_SUFFIXES)
-        if not found:
-            raise InputError(f"{path} is a folder without shards (no {', '.join(SHARD_SUFFIXES)} "
-                             "files): give a folder of them, a glob such as 'data/*.parquet', "
-                             "or a file")
-        return found
-    if names_shards(path):
-        found = sorted(match for match in glob.glob(path) if not os.path.isdir(match))
-        if not found:
-            raise InputError(f"{path}: no file matches this pattern: check the path")
-        return found
-    return [path]
+def shard_files(path: str, split: str | None = None) -> list[str]:
+    """The shards of ``path``, in the dataset's order (see
+    :func:`maskcli.formats.datasets_dir.dataset_files`)."""
+    return datasets_dir.dataset_files(path, split)
 
 
 def pad_shards(inputs: str, output: str, *, options: PadOptions,
                read: readers.ReadOptions = readers.ReadOptions(), to: str = "auto",
                vocab: str | None = None, save_vocab: str | None = None,
                values: dict | None = None, mask_as: str | None = None,
-               progress: Callable[[int, int], None] | None = None) -> tuple[PadReport, int]:
+               progress: Callable[[int, int], None] | None = None,
+               renames: dict | None = None) -> tuple[PadReport, int]:
     """Pad each shard of ``inputs`` into the folder ``output``: the report of
     them all (sequences and truncations added up) and the number of shards.
     ``progress`` is called with ``(shards done, shards in all)``."""
@@ -98,7 +74,7 @@ def pad_shards(inputs: str, output: str, *, options: PadOptions,
     total = PadReport(source=inputs)
     for done, (shard, target) in enumerate(pairs, 1):
         report = pad_file(shard, target, options=options, read=read, to=fmt, vocab=vocab,
-                          values=values, mask_as=mask_as)
+                          values=values, mask_as=mask_as, renames=renames)
         _add(total, report)
         if progress is not None:
             progress(done, len(pairs))

@@ -141,11 +141,17 @@ def model_inputs(model) -> ModelInputs | None:
 
 
 def match_inputs(spec: ModelInputs, found: dict[str, np.ndarray], given: dict[str, np.ndarray],
-                 single: np.ndarray | None, source: str) -> dict[str, np.ndarray]:
+                 single: np.ndarray | None, source: str,
+                 fed_from: dict | None = None) -> dict[str, np.ndarray]:
     """One array per model input: ``given`` (``--input NAME=FILE``) first, then
-    the arrays ``found`` in INPUT by name; ``single`` (an npy, or an npz's
-    ``inputs``) feeds a model with one input. A model input without data is
-    an error that names it and the arrays found."""
+    the arrays ``found`` in INPUT by name, then by the Hugging Face name of a
+    KerasHub input (``token_ids`` <- ``input_ids``: ``HF_NAMES``); ``single``
+    (an npy, or an npz's ``inputs``) feeds a model with one input. A model
+    input without data is an error that names it and the arrays found.
+    ``fed_from``, if given, is filled with each input's array of INPUT."""
+    from maskcli.core.names import HF_NAMES
+
+    fed_from = {} if fed_from is None else fed_from
     unknown = sorted(set(given) - set(spec.names))
     if unknown:
         raise UsageError(f"--input {unknown[0]}=...: the model has no input named "
@@ -156,7 +162,9 @@ def match_inputs(spec: ModelInputs, found: dict[str, np.ndarray], given: dict[st
         if name in given:
             arrays[name] = given[name]
         elif name in found:
-            arrays[name] = found[name]
+            arrays[name], fed_from[name] = found[name], name
+        elif HF_NAMES.get(name) in found:
+            arrays[name], fed_from[name] = found[HF_NAMES[name]], HF_NAMES[name]
         elif single is not None and len(spec.names) == 1:
             arrays[name] = single
     missing = [name for name in spec.names if name not in arrays]

@@ -21,7 +21,10 @@ _STATUS = {"pass": ("pass", "green"), "fail": ("FAIL", "bold red"),
 def render_report(report: AuditReport, console: Console | None = None) -> None:
     """Print the checks table, the verdict paragraph and the per-sample table."""
     console = console or Console()
-    table = Table(title=f"audit-loss: {report.model}, loss {report.loss}", title_justify="left")
+    title = f"audit-loss: {report.model}, loss {report.loss}"
+    if report.targets == "synthetic":  # said first: every value below rests on them
+        title += ", SYNTHETIC targets"
+    table = Table(title=title, title_justify="left")
     for name, justify in (("check", "left"), ("Keras value", "right"), ("reference", "right"),
                           ("difference", "right"), ("status", "left")):
         table.add_column(name, justify=justify)
@@ -75,6 +78,8 @@ def _verdict(report: AuditReport) -> Text:
     for check_id in report.warned:
         text.append(f"\nWarning: {check_id} (see its detail above); it fails the audit with "
                     "--strict.", style="yellow")
+    if report.padding:
+        text.append(f"\nData: {report.padding}.", style="")
     for note in report.notes:
         text.append(f"\nNote: {note}.", style="")
     versions = ", ".join(f"{name} {version}" for name, version in report.versions.items())

@@ -701,7 +701,8 @@ def test_cli_choices_are_the_core_ones():
 
     inspect_choices = {param.name: list(param.type.choices) for param in inspect_mask_command.params
                        if hasattr(param.type, "choices") and param.name != "fmt"}
-    assert inspect_choices == {"mode": list(masks.MODES), "polarity": list(masks.POLARITIES)}
+    assert inspect_choices == {"mode": list(masks.MODES), "polarity": list(masks.POLARITIES),
+                               "padding": list(padding.SIDES)}  # a dataset padded in it (#25)
     from maskcli import cli
     from maskcli.keras import audit, models
 

@@ -129,7 +129,7 @@ def test_listing_errors(tmp_path, monkeypatch):
     for args, message in [
         (["*/x.jsonl", "-o", "out/"], "a/x.jsonl and b/x.jsonl would both be written to out/x"),
         (["nothing*.parquet", "-o", "out/"], "no file matches this pattern"),
-        (["empty", "-o", "out/"], "empty is a folder without shards"),
+        (["empty", "-o", "out/"], "empty is a directory without shards"),
         (["broken", "-o", "out/"], "no list of '_data_files'"),
         (["-", "-o", "out/"], "not standard input"),
         (["a", "-o", "file.npz/"], "is a file, not a folder"),

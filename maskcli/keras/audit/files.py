@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import replace
 
 from maskcli.core.accumulation import check_accumulation
 from maskcli.core.errors import InputError, UsageError
 from maskcli.core.masks import compute_mask, parse_value
 from maskcli.core.padded import Padded, check_mask
+from maskcli.formats import dataset_input
 from maskcli.formats.arrays import (
     load_array,
     load_padded,
@@ -16,6 +19,7 @@ from maskcli.formats.arrays import (
     npz_arrays,
     split_array_spec,
 )
+from maskcli.formats.dataset_input import DatasetOptions
 from maskcli.formats.model_files import check_model_file
 from maskcli.formats.sampling import (
     Part,
@@ -26,6 +30,7 @@ from maskcli.formats.sampling import (
     start_part,
 )
 from maskcli.keras import feed, models
+from maskcli.keras.audit import hf_labels, hf_names
 from maskcli.keras.audit.batch import parse_target_pad
 from maskcli.keras.audit.report import AuditReport
 from maskcli.keras.audit.run import audit_loss
@@ -42,7 +47,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                 named_inputs=(), sample_weight: str | None = None, output: str | None = None,
                 mask_input: str | None = None, batch_size: int | None = None,
                 limit: int | None = None, sample: int | None = None, strict: bool = False,
-                progress=None, model=None, accumulation_steps: int | None = None,
+                progress=None, model=None, dataset=None, accumulation_steps: int | None = None,
                 replicas: int | None = None, segment_input: str | None = None) -> AuditReport:
     """``audit_loss`` on files, as ``maskcli audit-loss`` runs it.
 
@@ -56,9 +61,11 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     ``limit`` audits the first sequences, ``sample`` a random sample drawn
     with ``seed``: every file is then read in part, cut to the same rows
     (:mod:`maskcli.formats.sampling`). ``batch_size``, ``strict`` and
-    ``progress`` are ``audit_loss``'s, and so are ``accumulation_steps`` and
-    ``replicas``. ``model``: a Keras model already in memory, in place of
-    ``model_path``.
+    ``progress`` are ``audit_loss``'s. ``model``: a Keras model already in
+    memory, in place of ``model_path``. ``accumulation_steps`` and ``replicas`` are
+    ``audit_loss``'s too. ``dataset``: the padding options of an
+    INPUT that is a dataset to pad (:mod:`maskcli.formats.dataset_input`);
+    ``--input NAME=ARRAY`` then also names an array or column of INPUT.
     """
     check_accumulation(batch_size, accumulation_steps, replicas)  # before any file is read
     derive = mode is not None or mask_value is not None
@@ -75,14 +82,22 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     if input_path is None and not named_inputs:
         input_path = "-"
     selection = Selection(limit, sample, seed)
-    files = _Files(selection)
+    dataset = dataset or DatasetOptions()
+    dataset_input.check_options(dataset, input_path)
+    files = _Files(selection, replace(dataset, targets=targets_path or "labels"))
     padded = files.padded(input_path) if input_path is not None else None
-    given = files.named_inputs(named_inputs)
+    columns, file_inputs = hf_names.input_columns(named_inputs, padded)
+    given = {**files.named_inputs(file_inputs), **columns}
+    stated = hf_names.Stated(padded, model_path is not None or model is not None,
+                             named_inputs, columns)
+    targets_path = stated.targets_path(targets_path)
     source = Places(padded.source if padded is not None else "the --input files",
                     {name: f"--input {name}={spec}"
                      for name, spec in named_input_files(named_inputs, load=False).items()})
     targets = _targets(targets_path, padded, files)
     weights = _weights(sample_weight, padded, targets_path, files)
+    if weights[0] is None and model_path is not None and hf_labels.holds_ignore_label(targets):
+        weights = hf_labels.labelled(targets), hf_labels.weights_label(targets_path)
 
     if model_path:
         check_model_file(model_path)  # a refused file costs no TensorFlow import
@@ -101,7 +116,7 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     pad_value = (parse_value(mask_value, "--mask-value") if mask_value is not None
                  else padded.numeric_pad_value("--mask-value") if padded is not None else None)
     pad_value = 0 if pad_value is None else pad_value
-    inputs, file_mask = _model_arrays(padded, given, spec, source)
+    inputs, file_mask = _model_arrays(padded, given, spec, source, stated.fed_from)
     several = isinstance(inputs, dict) and len(inputs) > 1
     if several and mode is not None:
         raise UsageError("--mode derives the mask of one array; with several inputs each "
@@ -118,15 +133,16 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
         mask = file_mask
     pad_values = ({name: _pad_value(padded, name, mask_value, pad_value) for name in inputs}
                   if isinstance(inputs, dict) else None)
-    report = audit_loss(inputs, mask=mask, targets=targets,
+    targets_label = (_targets_label(targets_path, padded, source) if targets_path
+                     else f"the targets in {source}")
+    run = functools.partial(
+        audit_loss, inputs, mask=mask, targets=targets,
                       target_pad=None if target_pad is None else parse_target_pad(target_pad),
-                      model=model, arch=arch, loss=loss, units=units, seed=seed,
+                      arch=arch, loss=loss, units=units, seed=seed,
                       train_steps=train_steps, per_sample=per_sample, pad_value=pad_value,
                       verbose=verbose, source=source,
                       model_label=f"--model {model_path}" if model_path else None,
-                      targets_label=_targets_label(targets_path, padded, source)
-                      if targets_path
-                      else f"the targets in {source}",
+                      targets_label=targets_label,
                       sample_weight=weights[0], sample_weight_label=weights[1], output=output,
                       mask_input=mask_input, pad_values=pad_values,
                       mask_label=f"--mask {mask_path}" if mask_path else "the mask",
@@ -136,6 +152,15 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                       accumulation_steps=accumulation_steps, replicas=replicas,
                       segment_input=segment_input,
                       **({"progress": progress} if progress else {}))
+    if hf_labels.scores_ignored_steps(model, targets, output):
+        label = f"--model {model_path}" if model_path else "the model"
+        report = hf_labels.leak_report(model, label, targets, targets_path or "the targets",
+                                       lambda other: run(model=other))
+    else:
+        report = run(model=model)
+        if hf_labels.holds_ignore_label(targets):
+            hf_labels.explain_metrics(report, targets_path or "the targets")
+    stated.state(report, targets)
     if files.part is not None:
         part = files.part
         report.selection = {"method": "sample" if sample is not None else "first",
@@ -149,13 +174,18 @@ class _Files:
     """Reads every file of an audit: whole, or (with --limit/--sample) the
     rows the first file chose, from each file alike."""
 
-    def __init__(self, selection: Selection):
+    def __init__(self, selection: Selection, dataset: DatasetOptions | None = None):
         self.selection = selection
+        self.dataset = dataset or DatasetOptions()
         self.part: Part | None = None
 
     def padded(self, path: str) -> Padded:
-        if not self.selection.active:
-            return load_padded(path, named=True)
+        if not self.selection.active or dataset_input.is_dataset(path):
+            if self.selection.active:
+                raise UsageError(f"--limit and --sample read part of a padded file, and "
+                                 f"{path} is a dataset padded here: pad the part you want "
+                                 "first, e.g. with 'maskcli pad --field ...', or drop them")
+            return load_padded(path, named=True, dataset=self.dataset)
         self.part = load_padded_part(path, self.selection, named=True)
         return self.part.padded
 
@@ -225,7 +255,7 @@ def _weights(option: str | None, padded: Padded | None, targets_path: str | None
     return None, "sample weights"
 
 
-def _model_arrays(padded: Padded | None, given: dict, spec, source: str):
+def _model_arrays(padded: Padded | None, given: dict, spec, source: str, fed_from=None):
     """The model's inputs (one array, or a dict by name) and INPUT's npz mask."""
     file_mask = padded.mask if padded is not None else None
     if spec is None or (len(spec.names) == 1 and not given and padded is not None
@@ -248,7 +278,7 @@ def _model_arrays(padded: Padded | None, given: dict, spec, source: str):
                                                         ("lengths", padded.lengths))
                           if value is not None})
     single = padded.inputs if padded is not None else None
-    return feed.match_inputs(spec, found, given, single, source), file_mask
+    return feed.match_inputs(spec, found, given, single, source, fed_from), file_mask
 
 
 def _recorded_masks(padded: Padded | None) -> dict:

@@ -70,6 +70,12 @@ class AuditReport:
     selection: dict | None = None
     # Fixes for a leak, the recommended (verified) first; empty when ignored.
     fixes: list[Fix] = field(default_factory=list)
+    # Where the data came from (a dataset padded in the command): each model
+    # input's array or column, the targets ("synthetic" when made up), and
+    # how the dataset was padded. Empty/None for an audit of arrays.
+    inputs: dict = field(default_factory=dict)
+    targets: str | None = None
+    padding: str | None = None
 
     @property
     def failed(self) -> list[str]:
@@ -112,6 +118,9 @@ class AuditReport:
                                   "auto": self.batch_size_auto}
         if self.selection is not None:
             report["selection"] = self.selection
+        for key in ("inputs", "targets", "padding"):  # what the data was, when stated
+            if getattr(self, key):
+                report[key] = getattr(self, key)
         return finite(report)
 
     def to_json(self) -> str:

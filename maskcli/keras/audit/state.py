@@ -141,11 +141,19 @@ class AuditRun:
         if bad.any():
             seq, step = np.argwhere(bad)[0]
             where = "real" if self.mask[seq, step] else "padded"
+            value = self.y[seq, step]
+            # The advice must not lead back here: --target-pad keeps the same loss, which
+            # fails the same way. A negative id is a label of steps not to score.
+            fix = (f"if the steps labelled {show(value)} are not to be scored (Hugging Face's "
+                   f"-100), compile the loss with SparseCategoricalCrossentropy(ignore_class="
+                   f"{show(value)}); else give class ids in 0..{classes - 1}"
+                   if value < 0 and value == np.round(value)
+                   else f"give class ids in 0..{classes - 1} (the model's output has "
+                        f"{classes} classes)")
             raise InputError(
-                f"targets hold class id {show(self.y[seq, step])} at a {where} step (sequence "
+                f"targets hold class id {show(value)} at a {where} step (sequence "
                 f"{seq}, step {step}), outside 0..{classes - 1}: Keras' "
-                "sparse_categorical_crossentropy cannot take it: pad targets with a valid "
-                "class, or audit a custom masked loss (--model with --target-pad)")
+                f"sparse_categorical_crossentropy cannot take it: {fix}")
 
     def train(self, steps: int) -> None:
         if not steps:
