@@ -46,6 +46,9 @@ def split_renames(texts) -> tuple[tuple[str, ...], dict[str, str]]:
             read.append(old)
         else:
             read.append(text)
+    repeated = next((name for name in read if read.count(name) > 1 and name not in renames), None)
+    if repeated is not None:
+        raise UsageError(f"--field {repeated} is given twice: name each field once")
     written = [renames.get(name, name) for name in read]
     twice = next((name for name in written if written.count(name) > 1), None)
     if twice is not None:
