@@ -15,7 +15,8 @@ Uses the Parquet table of bench_parquet.py (LINES rows, seeded: lengths 1 to
 
 TRL and datasets are benchmark tools, not maskcli dependencies: install them
 with ``pip install trl datasets`` (TRL's data utilities need no PyTorch:
-``pip install --no-deps trl`` beside ``datasets transformers`` is enough).
+``pip install --no-deps trl`` beside ``datasets transformers`` is enough), in
+this Python or in a venv of their own named by ``BENCH_TRL_PYTHON``.
 Both fills are printed (real tokens / cells of the packed rows), and each
 packer's output is checked to hold every token of the input once.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,7 @@ from bench_parquet import build_tables  # noqa: E402
 
 LENGTH = 1024
 TARGETS = {"wall": 1.5, "speed-up": 10.0, "fill": 0.995}
+TRL_PYTHON = os.environ.get("BENCH_TRL_PYTHON", PYTHON)
 
 TRL = """
 import json, os, sys, time
@@ -62,13 +65,13 @@ print(json.dumps({"read": read - start, "pack": done - read, "rows": len(packed)
 
 
 def trl_available() -> bool:
-    probe = subprocess.run([PYTHON, "-c", "import trl.data_utils, datasets"],
+    probe = subprocess.run([TRL_PYTHON, "-c", "import trl.data_utils, datasets"],
                            capture_output=True, text=True)
     return probe.returncode == 0
 
 
 def run_trl(src: Path) -> dict:
-    wall = measure([PYTHON, "-c", TRL, str(src), str(LENGTH)],
+    wall = measure([TRL_PYTHON, "-c", TRL, str(src), str(LENGTH)],
                    stdout=WORK / "trl.json")[0]
     result = json.loads((WORK / "trl.json").read_text())
     result["wall"] = wall
