@@ -83,7 +83,8 @@ def run_blocks(text: str, folder: Path, namespace: dict) -> list[tuple[str, str,
     try:
         for language, block in BLOCK.findall(text):
             if language == "sh":
-                lines = [line for line in block.splitlines() if line and not line.startswith("#")]
+                joined = re.sub(r"\\\n\s*", " ", block)  # a line continued with a backslash
+                lines = [line for line in joined.splitlines() if line and not line.startswith("#")]
                 ran.append((language, block, "".join(run_line(line, folder) for line in lines)))
             elif language == "python":
                 printed = io.StringIO()
