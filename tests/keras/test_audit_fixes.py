@@ -343,3 +343,27 @@ def test_a_model_recompiled_with_defaults_on_load_is_told_from_its_files_compile
     assert (fix.kind, fix.verified) == ("compile", True)
     assert "the loaded model's loss is reduced with sum_over_batch_size" in fix.text
     assert "loss-parity then passes" in fix.tried
+
+
+def test_trace_mask_fails_at_a_merge_of_a_subclassed_model_whose_mask_no_longer_marks_padding():
+    from maskcli.keras import trace
+
+    class Merged(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.masked = layers.Embedding(20, 4, mask_zero=True)
+            self.plain = layers.Embedding(20, 4, name="plain")
+            self.merge = layers.Concatenate(name="merge")
+            self.head = layers.Dense(1)
+
+        def call(self, ids):
+            return self.head(self.merge([self.masked(ids), self.plain(ids)]))
+
+    model = Merged()
+    model(POST)
+    rows = trace.trace_padding(model, POST, POST != 0).rows
+    merge = next(row for row in rows if row.name == "merge")
+    assert (merge.status, merge.mask_in, merge.mask_out) == ("drops", True, True)
+    assert "'plain', which carries no mask" in merge.fix
+    assert trace.first_leak(rows) == ("layer 'merge' (Concatenate) turns every step real: its "
+                                      "mask no longer marks the padding")

@@ -23,6 +23,8 @@ from maskcli.keras.trace.walk import (
     _mask_reaches,
     _status,
     _tensors,
+    unmarked_fix,
+    unmarking_inputs,
 )
 
 
@@ -37,6 +39,9 @@ def record_calls(model, inputs, record=None) -> list[TraceRow]:
     rows: list[TraceRow] = []
     produced: list[tuple[TraceRow, set[int]]] = []
     original = keras.layers.Layer.__call__
+
+    def producer(value_id: int) -> str | None:
+        return next((row.path for row, ids in reversed(produced) if value_id in ids), None)
 
     def recording_call(layer, *args, **kwargs):
         place = paths.get(id(layer))
@@ -58,6 +63,11 @@ def record_calls(model, inputs, record=None) -> list[TraceRow]:
         row.status = _status(row, received, rows[first_child:])
         if row.status == "drops":
             row.fix = _fix(row, layer, rows)
+        elif row.status == "propagates" and kind == "layer" and len(rows) == first_child:
+            unmasked = unmarking_inputs(keras, (args, kwargs), (args, kwargs), flat,
+                                        name_of=lambda value: producer(id(value)))
+            if unmasked is not None:  # a mask that no longer marks padding: as dropped
+                row.status, row.fix = "drops", unmarked_fix(unmasked)
         produced.append((row, {id(t) for t in flat}))
         if record:
             record(row, [None] * len(flat), flat, [], inputs=received_values)

@@ -287,10 +287,12 @@ def _fix(row: TraceRow, op, rows: list[TraceRow]) -> str:
             "return_sequences=False use the mask when they remove the time axis")
 
 
-def unmarking_inputs(keras, refs, values, outputs) -> list[str] | None:
+def unmarking_inputs(keras, refs, values, outputs, name_of=None) -> list[str] | None:
     """The inputs without a mask of a layer whose output mask marks every step
     real although an input's mask marks padding (Keras ORs the masks of a
-    merge: an input without one counts as all real); None when it keeps it."""
+    merge: an input without one counts as all real); None when it keeps it.
+    ``name_of(value)``: the name of an input's producer where ``refs`` carry
+    no Keras history (a recorded call of a subclassed model)."""
     out_masks = [keras_mask(t) for t in outputs if keras.ops.is_tensor(t)]
     out_masks = [m for m in out_masks if m is not None]
     if not out_masks or not all(bool(np.all(keras.ops.convert_to_numpy(m))) for m in out_masks):
@@ -303,7 +305,8 @@ def unmarking_inputs(keras, refs, values, outputs) -> list[str] | None:
         mask = keras_mask(value)
         if mask is None:
             history = getattr(ref, "_keras_history", None)
-            unmasked.append(getattr(history[0], "name", "an input") if history else "an input")
+            name = getattr(history[0], "name", None) if history else None
+            unmasked.append(name or (name_of and name_of(value)) or "an input")
         elif not np.all(keras.ops.convert_to_numpy(mask)):
             padded = True
     return unmasked if padded else None
