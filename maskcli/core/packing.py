@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskcli.core.errors import InputError, UsageError
+from maskcli.core.packed_cells import layout
 from maskcli.core.padding import Ragged
 
 DEFAULT_WINDOW = 100_000  # documents placed together: fill >= 0.999 at 1-99 into 1024
@@ -206,7 +207,7 @@ def pack_window(chunk: Sequence[Ragged], names: Sequence[str], options: PackOpti
     in_rows = np.argsort(row_of, kind="stable")  # row by row, input order within a row
     documents, starts, lengths = documents[in_rows], starts[in_rows], lengths[in_rows]
     counts = np.bincount(row_of, minlength=rows)
-    packed = _layout(chunk, names, lengths, starts, counts, length, pad_values)
+    packed = layout(chunk, names, lengths, starts, counts, length, pad_values)
     report.rows += rows
     report.real_steps += int(lengths.sum())
     return PackedRows(packed[0], packed[1], packed[2], documents, lengths, counts)
@@ -223,64 +224,6 @@ def _same_lengths(chunk: Sequence[Ragged], names: Sequence[str]) -> np.ndarray:
                 f"{names[0]!r} has {int(lengths[at])}: packed fields travel together, so each "
                 "record needs the same length in every field (pack the fields separately)")
     return lengths.astype(np.int64, copy=False)
-
-
-def _layout(chunk, names, lengths, starts, counts, length, pad_values):
-    """The packed arrays, built by gathers and repeats over *runs*: each row
-    is its documents in turn, then one run of padding (perhaps empty). No
-    boolean scatter over the cells, no loop over rows.
-    """
-    rows, documents = len(counts), len(lengths)
-    fill = np.zeros(rows, dtype=np.int64)
-    if rows:
-        np.add.reduceat(lengths, np.cumsum(counts) - counts, out=fill)
-    row_of = np.repeat(np.arange(rows), counts)
-    doc_runs = np.arange(documents) + row_of  # every earlier row added one padding run
-    pad_runs = np.cumsum(counts) + np.arange(rows)
-    run_lengths = np.empty(documents + rows, dtype=np.int64)
-    run_lengths[doc_runs], run_lengths[pad_runs] = lengths, length - fill
-    run_starts = np.cumsum(run_lengths) - run_lengths  # in the cells, row-major
-    sources = np.zeros(documents + rows, dtype=np.int64)  # padding reads step 0, then is set
-    sources[doc_runs] = starts
-    cells = rows * length
-    # positions within each run; int64 source indices, which np.take uses as they are
-    small = np.int32 if cells < 2**31 else np.int64
-    within = _arange(cells, small) - np.repeat(run_starts.astype(small), run_lengths)
-    gather = np.repeat(sources - run_starts, run_lengths)
-    gather += _arange(cells, np.int64)
-    pad_cells = _padding_cells(fill, length)
-    first_of_row = np.cumsum(counts) - counts
-    rank = np.arange(documents) - np.repeat(first_of_row, counts)  # 0.. within a row
-    run_ids = np.zeros(documents + rows, dtype=np.int32)
-    run_ids[doc_runs] = rank + 1
-    fields = {}
-    for name, part, value in zip(names, chunk, pad_values):
-        # padding cells read any step ("wrap" keeps them in range), then get the pad value
-        tokens = np.take(part.values, gather, axis=0, mode="wrap")
-        tokens[pad_cells] = value
-        fields[name] = tokens.reshape((rows, length) + part.values.shape[1:])
-    segment_ids = np.repeat(run_ids, run_lengths).reshape(rows, length)
-    positions = within.astype(np.int32, copy=False)
-    positions[pad_cells] = 0
-    return fields, segment_ids, positions.reshape(rows, length)
-
-
-_ARANGES: dict = {}
-
-
-def _arange(count: int, dtype) -> np.ndarray:
-    """``np.arange(count)``, from a kept one that grows (windows reuse it)."""
-    kept = _ARANGES.get(dtype)
-    if kept is None or len(kept) < count:
-        kept = _ARANGES[dtype] = np.arange(max(count, 1 << 16), dtype=dtype)
-    return kept[:count]
-
-
-def _padding_cells(fill: np.ndarray, length: int) -> np.ndarray:
-    """The flat indices of the padding cells: the end of each row."""
-    gaps = length - fill
-    ends = (np.arange(len(fill), dtype=np.int64) + 1) * length
-    return np.arange(int(gaps.sum())) + np.repeat(ends - np.cumsum(gaps), gaps)
 
 
 class Packer:
