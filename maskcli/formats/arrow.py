@@ -47,12 +47,14 @@ _FIX = {"parquet": "re-export it, e.g. with pyarrow.parquet.write_table or Datas
 
 
 def open_table(source: Source, fmt: str, fields: tuple[str, ...], head: bytes,
-               progress: Callable[[int], None]) -> tuple[tuple[str, ...], Iterator]:
+               progress: Callable[[int], None],
+               chunk_rows: int | None = None) -> tuple[tuple[str, ...], Iterator]:
     """Open a Parquet or Arrow input: the names of the columns to pad (``fields``,
-    or the table's only list column), and its chunks, one Ragged per column."""
+    or the table's only list column), and its chunks, one Ragged per column,
+    of ``chunk_rows`` rows (default ``BATCH_ROWS``) where the file allows."""
     table = _Table(source, fmt, head)
     names = _columns(table.schema, fields, source.name)
-    return names, _read_ahead(table.chunks(names, progress))
+    return names, _read_ahead(table.chunks(names, progress, chunk_rows or BATCH_ROWS))
 
 
 def _read_ahead(chunks: Iterator) -> Iterator:
@@ -116,9 +118,9 @@ class _Table:
     def _errors(self, place: str):
         return _ArrowErrors(self.name, self.fmt, place)
 
-    def _batches(self, names: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
+    def _batches(self, names: tuple[str, ...], rows: int) -> Iterator[pa.RecordBatch]:
         if self.fmt == "parquet":
-            yield from self.reader.iter_batches(batch_size=BATCH_ROWS, columns=list(names))
+            yield from self.reader.iter_batches(batch_size=rows, columns=list(names))
         elif isinstance(self.reader, pa.ipc.RecordBatchFileReader):
             for index in range(self.reader.num_record_batches):
                 yield self.reader.get_batch(index)
@@ -148,15 +150,16 @@ class _Table:
                              "streams of one dataset")
         return reader
 
-    def chunks(self, names: tuple[str, ...], progress: Callable[[int], None]) -> Iterator:
-        batches, first = self._batches(names), 0
+    def chunks(self, names: tuple[str, ...], progress: Callable[[int], None],
+               chunk_rows: int = BATCH_ROWS) -> Iterator:
+        batches, first = self._batches(names, chunk_rows), 0
         while True:
             pending, rows = [], 0
             with self._errors(f"row {first}"):
-                for batch in batches:  # join small batches up to BATCH_ROWS rows
+                for batch in batches:  # join small batches up to chunk_rows rows
                     pending.append(batch)
                     rows += batch.num_rows
-                    if rows >= BATCH_ROWS:
+                    if rows >= chunk_rows:
                         break
                 if not pending:
                     return

@@ -45,7 +45,7 @@ def pack_file(input: str = STDIN, output: str = STDIN, *, options: PackOptions,
     check_layout(layout, read.fields, dtype)
     if output != STDIN:
         refuse_overwrite(output.rstrip("/") or output, input)
-    read = replace(read, numbers=dtype.kind != "U")
+    read = replace(read, numbers=dtype.kind != "U", chunk_rows=options.window)
     with open_source(input) as source:
         report_progress = None if progress is None else (lambda done: progress(done, source.size))
         opened = readers.open_fields(source, read, progress=report_progress)

@@ -70,6 +70,9 @@ class ReadOptions:
     fields: tuple[str, ...] = ()
     sep: str | None = None  # text: the token separator (None: any whitespace)
     numbers: bool = True  # text: parse tokens as numbers rather than keep strings
+    # Parquet/Arrow: rows per chunk where the file allows (None: arrow.BATCH_ROWS);
+    # pack asks for its window, so that a window is one chunk, not a copy of several
+    chunk_rows: int | None = None
 
     def __post_init__(self):
         fields = self.fields
@@ -149,7 +152,8 @@ def open_fields(source: Source, options: ReadOptions = ReadOptions(),
     if fmt in TABLE_FORMATS:
         from maskcli.formats import arrow  # pyarrow: only for Parquet and Arrow input
 
-        names, chunks = arrow.open_table(source, fmt, options.fields, head, progress)
+        names, chunks = arrow.open_table(source, fmt, options.fields, head, progress,
+                                          options.chunk_rows)
         return Fields(names, _same_step_shapes(chunks))
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(f"{source.name} is UTF-16 text: convert it to UTF-8, e.g. "
