@@ -86,7 +86,7 @@ def best_fit_decreasing(lengths, capacity: int) -> tuple[np.ndarray, int]:
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     if len(lengths) and (lengths.min() < 1 or lengths.max() > capacity):
         raise UsageError(f"lengths must be 1..{capacity} to be packed into rows of {capacity}")
-    order = np.argsort(-lengths, kind="stable")  # longest first; ties in input order
+    order = _stable_order(capacity - lengths, capacity)  # longest first; ties in input order
     sorted_lengths = lengths[order]
     run_starts = np.flatnonzero(np.diff(sorted_lengths, prepend=-1))
     run_ends = np.append(run_starts[1:], len(lengths))
@@ -118,6 +118,14 @@ def best_fit_decreasing(lengths, capacity: int) -> tuple[np.ndarray, int]:
     row_of = np.empty_like(row_of_sorted)
     row_of[order] = row_of_sorted
     return row_of, len(room)
+
+
+def _stable_order(keys: np.ndarray, largest: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for keys 0..``largest``: a stable
+    order is unique, and numpy sorts 16-bit keys by radix, 4-5 times faster."""
+    if largest < 1 << 16:
+        keys = keys.astype(np.uint16)
+    return np.argsort(keys, kind="stable")
 
 
 @dataclass
@@ -204,7 +212,7 @@ def pack_window(chunk: Sequence[Ragged], names: Sequence[str], options: PackOpti
     if not real.all():
         documents, starts, lengths = documents[real], starts[real], lengths[real]
     row_of, rows = best_fit_decreasing(lengths, length)
-    in_rows = np.argsort(row_of, kind="stable")  # row by row, input order within a row
+    in_rows = _stable_order(row_of, rows)  # row by row, input order within a row
     documents, starts, lengths = documents[in_rows], starts[in_rows], lengths[in_rows]
     counts = np.bincount(row_of, minlength=rows)
     packed = layout(chunk, names, lengths, starts, counts, length, pad_values)
