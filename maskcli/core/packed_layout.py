@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskcli.core.errors import UsageError
+from maskcli.core.packed_cells import RunCells
 from maskcli.core.packing import PackedRows
 
 LAYOUTS = ("seqio", "flatten")
@@ -48,15 +49,24 @@ def array_names(names: tuple[str, ...], layout: str, cu_seqlens: bool) -> list[s
     return out + (["cu_seqlens"] if cu_seqlens else [])
 
 
-def layout_arrays(packed: PackedRows, layout: str, cu_seqlens: bool) -> dict:
+def layout_arrays(packed: PackedRows, layout: str, cu_seqlens: bool,
+                  lazy: bool = False) -> dict:
     """The arrays of one window's rows: name -> 2-D array, except
-    ``cu_seqlens``: a pair (offsets of every row concatenated, count per row)."""
+    ``cu_seqlens``: a pair (offsets of every row concatenated, count per row).
+
+    ``lazy``: seqio's segment ids and positions as :class:`RunCells`, built a
+    block at a time by a writer that keeps every window until the end (npz),
+    rather than whole arrays kept meanwhile.
+    """
     arrays: dict = {}
     if layout == "seqio":
+        segment_ids, positions = (RunCells(packed.runs, "segment_ids"),
+                                  RunCells(packed.runs, "positions")) if lazy \
+            else (packed.segment_ids, packed.positions)
         for name, tokens in packed.fields.items():
             arrays[name] = tokens
-            arrays[name + SEGMENT_SUFFIX] = packed.segment_ids
-            arrays[name + POSITION_SUFFIX] = packed.positions
+            arrays[name + SEGMENT_SUFFIX] = segment_ids
+            arrays[name + POSITION_SUFFIX] = positions
     else:
         arrays.update(packed.fields)
         first = next(iter(packed.fields))

@@ -42,6 +42,7 @@ The function API, for code building on it (a sharded or Arrow packer):
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskcli.core.errors import InputError, UsageError
-from maskcli.core.packed_cells import layout
+from maskcli.core.packed_cells import RunCells, Runs, layout
 from maskcli.core.padding import Ragged
 
 DEFAULT_WINDOW = 100_000  # documents placed together: fill >= 0.999 at 1-99 into 1024
@@ -134,22 +135,30 @@ class PackedRows:
 
     ``fields`` maps each field name to its tokens, shape ``(rows, length) +
     step shape``; ``segment_ids`` and ``positions`` (int32, ``(rows,
-    length)``) are shared by every field. ``documents`` is the input index of
-    each packed document (a piece of a split one keeps its document's index),
-    in row order; ``lengths`` their lengths and ``counts`` the documents per
-    row, so ``documents`` splits into rows by ``counts``.
+    length)``) are shared by every field, built from ``runs`` when first
+    asked for. ``documents`` is the input index of each packed document (a
+    piece of a split one keeps its document's index), in row order;
+    ``lengths`` their lengths and ``counts`` the documents per row, so
+    ``documents`` splits into rows by ``counts``.
     """
 
     fields: dict[str, np.ndarray]
-    segment_ids: np.ndarray
-    positions: np.ndarray
+    runs: Runs
     documents: np.ndarray
     lengths: np.ndarray
     counts: np.ndarray
 
+    @functools.cached_property
+    def segment_ids(self) -> np.ndarray:
+        return np.asarray(RunCells(self.runs, "segment_ids"))
+
+    @functools.cached_property
+    def positions(self) -> np.ndarray:
+        return np.asarray(RunCells(self.runs, "positions"))
+
     @property
     def rows(self) -> int:
-        return len(self.segment_ids)
+        return self.runs.rows
 
     @property
     def real_steps(self) -> int:
@@ -215,10 +224,10 @@ def pack_window(chunk: Sequence[Ragged], names: Sequence[str], options: PackOpti
     in_rows = _stable_order(row_of, rows)  # row by row, input order within a row
     documents, starts, lengths = documents[in_rows], starts[in_rows], lengths[in_rows]
     counts = np.bincount(row_of, minlength=rows)
-    packed = layout(chunk, names, lengths, starts, counts, length, pad_values)
+    fields, runs = layout(chunk, names, lengths, starts, counts, length, pad_values)
     report.rows += rows
     report.real_steps += int(lengths.sum())
-    return PackedRows(packed[0], packed[1], packed[2], documents, lengths, counts)
+    return PackedRows(fields, runs, documents, lengths, counts)
 
 
 def _same_lengths(chunk: Sequence[Ragged], names: Sequence[str]) -> np.ndarray:

@@ -25,6 +25,7 @@ from maskcli.formats.files import STDIN, open_source, refuse_overwrite
 from maskcli.formats.packed_writers import open_packed_writer, pack_format
 
 INT32 = np.dtype("int32")
+KEPT = ("npz", "npy")  # formats whose writer keeps every window until the end
 
 
 def pack_file(input: str = STDIN, output: str = STDIN, *, options: PackOptions,
@@ -61,7 +62,7 @@ def pack_file(input: str = STDIN, output: str = STDIN, *, options: PackOptions,
                 "dtype": str(dtype)}
         with open_packed_writer(output, fmt, stdout or sys.stdout.buffer) as writer:
             for packed in packer.pack(_cast(opened.chunks, dtype)):
-                writer.write(layout_arrays(packed, layout, cu_seqlens))
+                writer.write(layout_arrays(packed, layout, cu_seqlens, lazy=fmt in KEPT))
             writer.close(meta)
     return packer.report
 

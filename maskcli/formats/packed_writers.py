@@ -31,6 +31,7 @@ import numpy as np
 from maskcli.core.errors import UsageError
 from maskcli.core.limits import too_big
 from maskcli.core.names import member_name
+from maskcli.core.packed_cells import RunCells
 from maskcli.core.packed_layout import rectangular
 from maskcli.formats.fastformat import IntRows
 from maskcli.formats.files import STDIN, atomic_output
@@ -138,7 +139,7 @@ class _KeptWriter:
         if self.fmt == "npy":
             for name, (parts, dtype) in arrays.items():
                 with open(os.path.join(self.target, f"{name}.npy"), "wb") as stream:
-                    _write_npy(stream, parts, dtype)
+                    _write_parts(stream, parts, dtype)
             Path(self.target, "meta.json").write_text(meta_text + "\n")
             return
         import zipfile
@@ -149,7 +150,7 @@ class _KeptWriter:
                 stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, (parts, dtype) in arrays.items():
                 with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    _write_npy(member, parts, dtype)
+                    _write_parts(member, parts, dtype)
 
 
 class _WriteBehind:
@@ -192,6 +193,22 @@ class _WriteBehind:
             self._wait()
         finally:
             self.pool.shutdown()
+
+
+def _write_parts(stream: BinaryIO, parts: list, dtype: np.dtype) -> None:
+    """:func:`_write_npy`, which also takes :class:`RunCells` parts, built and
+    written a block at a time (the same bytes as the whole array)."""
+    if not any(isinstance(part, RunCells) for part in parts):
+        _write_npy(stream, parts, dtype)
+        return
+    import numpy.lib.format as npy_format
+
+    shape = (sum(len(part) for part in parts),) + parts[0].shape[1:]
+    npy_format.write_array_header_1_0(
+        stream, {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    for part in parts:
+        for block in part.blocks() if isinstance(part, RunCells) else [part]:
+            stream.write(np.ascontiguousarray(block, dtype=dtype).reshape(-1).view(np.uint8).data)
 
 
 def _stacked(parts: list) -> tuple[list[np.ndarray], np.dtype]:
