@@ -60,8 +60,9 @@ class Runs:
     def gather(self, top: int, bottom: int) -> np.ndarray:
         """The step of the values each cell of rows top..bottom reads."""
         runs, counts = self._runs(top, bottom)
-        gather = np.repeat(self.offsets[runs], counts)
-        gather += np.arange(top * self.length, bottom * self.length, dtype=np.int64)
+        low = top * self.length
+        gather = np.repeat(self.offsets[runs] + low, counts)
+        gather += _arange((bottom - top) * self.length, np.int64)  # + each cell's index
         return gather
 
     def segment_ids(self, top: int = 0, bottom: int | None = None) -> np.ndarray:
@@ -74,9 +75,10 @@ class Runs:
         bottom = self.rows if bottom is None else bottom
         runs, counts = self._runs(top, bottom)
         low, high = top * self.length, bottom * self.length
-        cell = np.arange(low, high, dtype=np.int64)
-        cell -= np.repeat(self.run_starts[runs], counts)  # the step within its run
-        positions = cell.astype(np.int32)
+        # each cell's index in the block less its run's first: the step within
+        # its run, in int32 from the start (a block has far fewer than 2**31 cells)
+        positions = np.repeat((self.run_starts[runs] - low).astype(np.int32), counts)
+        np.subtract(_arange(high - low, np.int32), positions, out=positions)
         pads = self.pad_cells[np.searchsorted(self.pad_cells, low):
                               np.searchsorted(self.pad_cells, high)]
         positions[pads - low] = 0
@@ -128,6 +130,18 @@ class RunCells:
     def __array__(self, dtype=None, copy=None):
         whole = getattr(self.runs, self.kind)().reshape(self.shape)
         return whole if dtype is None else whole.astype(dtype)
+
+
+_ARANGES: dict = {}
+
+
+def _arange(count: int, dtype) -> np.ndarray:
+    """``np.arange(count)``, a view of a kept one that grows: every block
+    needs one, and filling it anew was a pass over the cells each time."""
+    kept = _ARANGES.get(dtype)
+    if kept is None or len(kept) < count:
+        kept = _ARANGES[dtype] = np.arange(max(count, WRITE_CELLS), dtype=dtype)
+    return kept[:count]
 
 
 def _padding_cells(fill: np.ndarray, length: int) -> np.ndarray:
