@@ -114,22 +114,38 @@ class _JsonlWriter:
 
 class _KeptWriter:
     """npz into a stream, or npy files into a folder: windows are kept, then
-    written once their total row count is known."""
+    written once their total row count is known; an npz's first array, into
+    a file, is written as it comes (:mod:`maskcli.formats.npz_stream`)."""
 
     def __init__(self, target, fmt: str):
         self.target, self.fmt = target, fmt
         self.parts: dict[str, list] = {}
         self.kept = 0
+        self.stream = self.streamed = self.streamed_name = None
 
     def write(self, arrays: dict) -> None:
+        if self.fmt == "npz" and not self.parts and self.streamed is None:
+            self._stream_first(*next(iter(arrays.items())))
         for name, array in arrays.items():
-            self.parts.setdefault(name, []).append(array)
+            if name == self.streamed_name:
+                self.streamed.write(array)
+            else:
+                self.parts.setdefault(name, []).append(array)
             self.kept += sum(part.nbytes for part in array) if isinstance(array, tuple) \
                 else array.nbytes
         over = too_big(self.kept)
         if over:
             raise UsageError(f"the packed rows kept for the {self.fmt} output take {over}: "
                              "write jsonl or Parquet, which stream")
+
+    def _stream_first(self, name: str, first) -> None:
+        from maskcli.formats.npz_stream import StreamedMember
+
+        if isinstance(first, tuple) or not StreamedMember.fits(self.target, first):
+            return
+        member_name(name, f"array {name}")
+        self.stream = _WriteBehind(self.target)
+        self.streamed, self.streamed_name = StreamedMember(self.stream, name, first), name
 
     def close(self, meta: dict) -> None:
         for name in self.parts:  # a field's name from data: never a path outside the output
@@ -142,12 +158,13 @@ class _KeptWriter:
                     _write_parts(stream, parts, dtype)
             Path(self.target, "meta.json").write_text(meta_text + "\n")
             return
-        import zipfile
+        from maskcli.formats.npz_stream import open_after
 
         meta_array = np.array(meta_text)
         arrays["meta"] = ([meta_array], meta_array.dtype)
-        with _WriteBehind(self.target) as stream, zipfile.ZipFile(
-                stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        stream = self.stream or _WriteBehind(self.target)
+        written = [self.streamed.finish()] if self.streamed is not None else []
+        with stream, open_after(stream, written) as archive:
             for name, (parts, dtype) in arrays.items():
                 with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                     _write_parts(member, parts, dtype)
@@ -160,7 +177,8 @@ class _WriteBehind:
     write. Both release the GIL, so while the thread writes one part,
     zipfile computes the CRC of the next, on the second core (600 MB of
     packed rows for a million documents). Written buffers must not change
-    afterwards: ours are the packed arrays, kept until the end. Every other
+    afterwards: ours are packed arrays, which nothing changes (the write in
+    flight holds a reference to its buffer until it is done). Every other
     call waits for the write in flight first, so the stream sees the calls
     in order, from one thread at a time.
     """

@@ -1,0 +1,117 @@
+"""Writing an npz's first array as its windows arrive, before the row count is known.
+
+An npz keeps every window of packed rows until the end, because each
+array's npy header holds its row count. For the first array that wait is
+not needed: its zip and npy headers have the same length whatever the
+count (checked), so they are written with a placeholder first and
+rewritten in place at the end, and the windows' data goes to the file while
+later windows are still read and packed, on the core that reading leaves
+free. zipfile cannot rewrite a member's header, so this member is written
+here, byte for byte as ``ZipFile.open(name, "w", force_zip64=True)`` writes
+it, and handed to the ZipFile that writes the others: the file is the same.
+
+Its CRC covers the npy header, known only at the end, then the data:
+:func:`crc32_combine` joins the two, as zlib's ``crc32_combine`` does.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+
+import numpy as np
+
+_POLY = 0xEDB88320  # CRC-32, reflected
+
+
+def _multiply(a: int, b: int) -> int:
+    """a times b modulo the CRC polynomial (zlib's multmodp)."""
+    m, product = 1 << 31, 0
+    while m:
+        if a & m:
+            product ^= b
+        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
+        m >>= 1
+    return product
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """The CRC-32 of A + B from ``crc1`` of A, ``crc2`` of B and B's length."""
+    shift, power = 1 << 31, 1 << 23  # x**0; x**8, one byte's shift
+    while length2:
+        if length2 & 1:
+            shift = _multiply(power, shift)
+        power = _multiply(power, power)
+        length2 >>= 1
+    return _multiply(shift, crc1) ^ crc2
+
+
+def npy_header(dtype: np.dtype, shape: tuple) -> bytes:
+    """The npy header ``np.save`` writes for an array of ``dtype`` and ``shape``."""
+    import numpy.lib.format as npy_format
+
+    out = io.BytesIO()
+    npy_format.write_array_header_1_0(out, {"descr": npy_format.dtype_to_descr(dtype),
+                                            "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+class StreamedMember:
+    """The first member of an npz, written to a seekable ``stream`` part by part."""
+
+    def __init__(self, stream, name: str, first: np.ndarray):
+        self.stream, self.dtype, self.step_shape = stream, first.dtype, first.shape[1:]
+        self.rows, self.crc, self.size = 0, 0, 0
+        self.header = len(npy_header(self.dtype, (0,) + self.step_shape))
+        # as ZipFile.open(name, "w") makes it; FileHeader is called twice, as there
+        info = self.info = zipfile.ZipInfo(f"{name}.npy")
+        info.compress_type, info.flag_bits, info.external_attr = zipfile.ZIP_STORED, 0, 0o600 << 16
+        info.compress_size = info.CRC = 0
+        info.header_offset = stream.tell()
+        stream.write(info.FileHeader(True))
+        stream.write(b" " * self.header)  # the npy header's place
+
+    @staticmethod
+    def fits(stream, first: np.ndarray) -> bool:
+        """Whether the headers' length is the same for any row count, and the
+        stream can go back to rewrite them."""
+        try:
+            if stream.tell() != 0 or not stream.seekable():
+                return False
+        except (OSError, AttributeError):
+            return False
+        lengths = {len(npy_header(first.dtype, (rows,) + first.shape[1:]))
+                   for rows in (0, 10**18)}
+        return len(lengths) == 1 and first.dtype.kind in "iuf" and first.flags.c_contiguous
+
+    def write(self, part: np.ndarray) -> None:
+        data = np.ascontiguousarray(part, dtype=self.dtype).reshape(-1).view(np.uint8).data
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += data.nbytes
+        self.rows += len(part)
+        self.stream.write(data)
+
+    def finish(self) -> zipfile.ZipInfo:
+        """Rewrite both headers with the row count, the size and the CRC;
+        the stream is left at the member's end, where the next one starts."""
+        header = npy_header(self.dtype, (self.rows,) + self.step_shape)
+        info = self.info
+        info.CRC = crc32_combine(zlib.crc32(header), self.crc, self.size)
+        info.file_size = info.compress_size = len(header) + self.size
+        end = self.stream.tell()
+        self.stream.seek(info.header_offset)
+        self.stream.write(info.FileHeader(True))
+        self.stream.write(header)
+        self.stream.seek(end)
+        return info
+
+
+def open_after(stream, members: list[zipfile.ZipInfo]) -> zipfile.ZipFile:
+    """A ZipFile that writes on from ``stream``'s position, whose central
+    directory lists ``members`` (written before it) first."""
+    archive = zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+    for info in members:
+        archive.filelist.append(info)
+        archive.NameToInfo[info.filename] = info
+    return archive
