@@ -50,11 +50,16 @@ def open_table(source: Source, fmt: str, fields: tuple[str, ...], head: bytes,
                progress: Callable[[int], None],
                chunk_rows: int | None = None) -> tuple[tuple[str, ...], Iterator]:
     """Open a Parquet or Arrow input: the names of the columns to pad (``fields``,
-    or the table's only list column), and its chunks, one Ragged per column,
-    of ``chunk_rows`` rows (default ``BATCH_ROWS``) where the file allows."""
+    or the table's only list column), and its chunks, one Ragged per column.
+
+    Chunks hold ``BATCH_ROWS`` rows, or where ``chunk_rows`` is given the
+    smallest multiple of it that is at least as many (where the file allows):
+    a consumer taking ``chunk_rows`` at a time then never joins two chunks.
+    """
     table = _Table(source, fmt, head)
     names = _columns(table.schema, fields, source.name)
-    return names, _read_ahead(table.chunks(names, progress, chunk_rows or BATCH_ROWS))
+    rows = BATCH_ROWS if chunk_rows is None else chunk_rows * -(-BATCH_ROWS // chunk_rows)
+    return names, _read_ahead(table.chunks(names, progress, rows))
 
 
 def _read_ahead(chunks: Iterator) -> Iterator:

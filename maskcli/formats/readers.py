@@ -70,8 +70,9 @@ class ReadOptions:
     fields: tuple[str, ...] = ()
     sep: str | None = None  # text: the token separator (None: any whitespace)
     numbers: bool = True  # text: parse tokens as numbers rather than keep strings
-    # Parquet/Arrow: rows per chunk where the file allows (None: arrow.BATCH_ROWS);
-    # pack asks for its window, so that a window is one chunk, not a copy of several
+    # Parquet/Arrow: chunks of a multiple of this many rows where the file allows
+    # (None: arrow.BATCH_ROWS); pack gives its window, so that no window is a copy
+    # joined from two chunks
     chunk_rows: int | None = None
 
     def __post_init__(self):
