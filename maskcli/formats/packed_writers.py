@@ -141,7 +141,7 @@ class _KeptWriter:
     def _stream_first(self, name: str, first) -> None:
         from maskcli.formats.npz_stream import StreamedMember
 
-        if isinstance(first, tuple) or not StreamedMember.fits(self.target, first):
+        if not isinstance(first, np.ndarray) or not StreamedMember.fits(self.target, first):
             return
         member_name(name, f"array {name}")
         self.stream = _WriteBehind(self.target)
