@@ -48,9 +48,10 @@ import json, os, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 start = time.perf_counter()
 import numpy as np
-from datasets import Dataset, disable_progress_bars
+from datasets import Dataset, disable_caching, disable_progress_bars
 from trl.data_utils import pack_dataset
 disable_progress_bars()
+disable_caching()  # else a later run loads the packed rows from the first run's map cache
 src, length = sys.argv[1], int(sys.argv[2])
 dataset = Dataset.from_parquet(src, columns=["input_ids"])
 read = time.perf_counter()
