@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -81,9 +80,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     Diagnostics: pad-value-inside, partial-timestep, non-finite, all-padding-row,
     pre-padding-rnn, mixed-padding-sides, mask-mismatch (see docs/inspect-mask.md).
     """
-    import io
 
-    import numpy as np
 
     from maskcli.core.diagnose import inspect_mask
     from maskcli.core.masks import with_polarity
@@ -101,7 +98,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
         refuse_overwrite(target, input, option=option)
         check_destination(target, option)
 
-    from maskcli.cli.packed_inspect import inspect_packed_command, load_maybe_packed
+    from maskcli.cli.packed_inspect import inspect_packed_command, load_maybe_packed, write_mask
     from maskcli.core.label_fields import check_ignored, silenced
 
     ignore = check_ignored(ignore)
@@ -118,17 +115,7 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
     report.diagnostics, notes = silenced(report.diagnostics, padded, ignore)
     if padded.meta.get("padded_here"):
         notes.insert(0, f"{padded.source}: {padded.meta['padded_here']}")
-    written = with_polarity(report.mask, polarity, as_int)
-    if output:
-        with atomic_output(output) as handle:
-            np.save(handle, written)
-    if fmt == "npy":
-        buffer = io.BytesIO()
-        np.save(buffer, written)
-        sys.stdout.buffer.write(buffer.getvalue())
-        sys.stdout.buffer.flush()
-    elif fmt == "json":
-        click.echo(json.dumps(report.to_dict()))
+    write_mask(with_polarity(report.mask, polarity, as_int), report, output, fmt)
     if fmt == "table" or svg:
         from maskcli.render import inspect as render
 

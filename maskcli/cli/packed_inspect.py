@@ -10,6 +10,28 @@ import click
 from maskcli.core.errors import InputError
 
 
+def write_mask(mask, report, output: str | None, fmt: str) -> None:
+    """``mask`` to ``output`` (.npy, atomically) and, as ``fmt`` asks, to
+    standard output (npy bytes) or the report as JSON: for both kinds of data."""
+    import io
+    import sys
+
+    import numpy as np
+
+    from maskcli.formats.files import atomic_output
+
+    if output:
+        with atomic_output(output) as handle:
+            np.save(handle, mask)
+    if fmt == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, mask)
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
+    elif fmt == "json":
+        click.echo(json.dumps(report.to_dict()))
+
+
 def load_maybe_packed(path: str, field: str | None, segment_input: str | None,
                       dataset=None):
     """The data of INPUT, and its arrays by name when they are packed (else None)."""
@@ -39,11 +61,6 @@ def inspect_packed_command(ctx, source, arrays, segment_input, causal, fmt, outp
                            svg, meta=None):
     """Diagnose packed ``arrays``, print them as ``fmt``, and write the
     attention mask the model should use to ``output`` (.npy)."""
-    import io
-    import sys
-
-    import numpy as np
-
     from maskcli.core.packed_diagnose import inspect_packed
     from maskcli.formats.files import atomic_output
 
@@ -51,16 +68,7 @@ def inspect_packed_command(ctx, source, arrays, segment_input, causal, fmt, outp
     flatten = (isinstance(packed, dict) and packed.get("layout") == "flatten") \
         or "cu_seqlens" in arrays
     report = inspect_packed(arrays, source, segment_input, causal=causal, flatten=flatten)
-    if output:
-        with atomic_output(output) as handle:
-            np.save(handle, report.mask)
-    if fmt == "npy":
-        buffer = io.BytesIO()
-        np.save(buffer, report.mask)
-        sys.stdout.buffer.write(buffer.getvalue())
-        sys.stdout.buffer.flush()
-    elif fmt == "json":
-        click.echo(json.dumps(report.to_dict()))
+    write_mask(report.mask, report, output, fmt)
     if fmt == "table" or svg:
         from maskcli.render import inspect as render
         from maskcli.render import packed
