@@ -96,3 +96,15 @@ def run_blocks(text: str, folder: Path, namespace: dict) -> list[tuple[str, str,
     finally:
         os.chdir(before)
     return ran
+
+
+def check_commented_values(block: str, comment: str = "  # ") -> None:
+    """Run a Python block line by line: a line ``CODE<comment>VALUE`` must
+    evaluate to VALUE; any other line runs as it is, in one namespace."""
+    namespace: dict = {}
+    for line in block.splitlines():
+        code, _, shown = line.partition(comment)
+        if shown.strip():
+            assert eval(code, namespace) == eval(shown, {}), line
+        elif code.strip():
+            exec(code, namespace)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import invoke
+from tests.doc_blocks import check_commented_values
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "accumulation.md").read_text()
@@ -38,10 +39,4 @@ def test_the_page_has_examples():
 def test_the_python_example_gives_the_values_in_its_comments(monkeypatch):
     monkeypatch.chdir(ROOT)
     (block,) = re.findall(r"```python\n(.*?)```", PAGE, re.S)
-    namespace: dict = {}
-    for line in block.splitlines():
-        code, _, shown = line.partition("  # ")
-        if shown.strip():
-            assert eval(code, namespace) == eval(shown, {}), line
-        elif code.strip():
-            exec(code, namespace)
+    check_commented_values(block)

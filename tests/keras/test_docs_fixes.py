@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.doc_blocks import check_commented_values
+
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 PAGE = (Path(__file__).resolve().parents[2] / "docs" / "fixes.md").read_text()
@@ -14,10 +16,4 @@ PAGE = (Path(__file__).resolve().parents[2] / "docs" / "fixes.md").read_text()
 
 def test_the_python_example_gives_the_values_in_its_comments():
     (block,) = re.findall(r"```python\n(.*?)```", PAGE, re.S)
-    namespace: dict = {}
-    for line in block.splitlines():
-        code, _, shown = line.partition("  # ")
-        if shown.strip():
-            assert eval(code, namespace) == eval(shown, {}), line
-        elif code.strip():
-            exec(code, namespace)
+    check_commented_values(block)
