@@ -11,14 +11,24 @@ diagnostic by its id, for a CI gate with ``--strict``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from maskcli.core.errors import UsageError
 from maskcli.core.padded import Padded
 
-IGNORE_LABEL = -100
+IGNORE_LABEL = -100  # Hugging Face's label of the tokens not to score
 DIAGNOSTICS = ("pad-value-inside", "partial-timestep", "non-finite", "all-padding-row",
                "pre-padding-rnn", "mixed-padding-sides", "mask-mismatch")
 VALUE_DIAGNOSTICS = ("pad-value-inside", "partial-timestep", "mask-mismatch")
 
+
+
+def holds_ignore_label(labels) -> bool:
+    """Whether integer ``labels`` hold -100 anywhere (None holds nothing)."""
+    if labels is None:
+        return False
+    labels = np.asarray(labels)
+    return bool(np.issubdtype(labels.dtype, np.integer) and (labels == IGNORE_LABEL).any())
 
 def is_labels(padded: Padded) -> bool:
     """Whether ``padded`` is a labels field: named ``labels`` (or ``*_labels``),

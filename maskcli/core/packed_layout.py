@@ -22,11 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 from maskcli.core.errors import UsageError
+from maskcli.core.label_fields import IGNORE_LABEL as IGNORE_INDEX
 from maskcli.core.packed_cells import RunCells
 from maskcli.core.packing import PackedRows
 
 LAYOUTS = ("seqio", "flatten")
-IGNORE_INDEX = -100  # what Hugging Face's losses skip
 SEGMENT_SUFFIX, POSITION_SUFFIX = "_segment_ids", "_positions"
 
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from maskcli.core.errors import InputError, UsageError
+from maskcli.core.label_fields import IGNORE_LABEL, holds_ignore_label
 from maskcli.core.padded import Padded
 from maskcli.formats import datasets_dir
 
-IGNORE_LABEL = -100  # Hugging Face's label of the tokens not to score
 LABELS = "labels"
 _TABLE_SUFFIXES = (".parquet", ".pq", ".arrow", ".arrows", ".feather", ".ipc")
 _TABLE_MAGIC = (b"PAR1", b"ARROW1", b"\xff\xff\xff\xff")
@@ -136,7 +136,7 @@ def _holds_ignore_label(output: str, key: str, fields: tuple[str, ...]) -> bool:
 
     with np.load(output, allow_pickle=False) as arrays:
         array = arrays[key if len(fields) > 1 else "inputs"]
-        return bool(np.issubdtype(array.dtype, np.integer) and (array == IGNORE_LABEL).any())
+        return holds_ignore_label(array)
 
 
 def _is_table(path: str) -> bool:

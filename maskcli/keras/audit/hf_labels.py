@@ -23,19 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskcli.core.label_fields import IGNORE_LABEL, holds_ignore_label
 from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport, Check, Fix
 
-IGNORE = -100
 CHECK_ID = "ignored-labels"
-
-
-def holds_ignore_label(targets) -> bool:
-    """Whether integer ``targets`` hold -100 anywhere."""
-    if targets is None:
-        return False
-    targets = np.asarray(targets)
-    return bool(np.issubdtype(targets.dtype, np.integer) and (targets == IGNORE).any())
 
 
 def labelled(targets) -> np.ndarray:
@@ -43,7 +35,7 @@ def labelled(targets) -> np.ndarray:
     targets = np.asarray(targets)
     if targets.ndim == 3 and targets.shape[-1] == 1:
         targets = targets[..., 0]
-    return (targets != IGNORE).astype("float32")
+    return (targets != IGNORE_LABEL).astype("float32")
 
 
 def weights_label(label: str) -> str:
@@ -80,7 +72,7 @@ def leak_report(model, label: str, targets, targets_label: str, run_audit) -> Au
 
     spec = loss_spec(model.loss)
     targets = np.asarray(targets)
-    steps = int((targets == IGNORE).sum())
+    steps = int((targets == IGNORE_LABEL).sum())
     fixed, tried = _recompiled(model)
     verified, extra, rtol = None, [], 1e-5
     if fixed is not None:
@@ -107,7 +99,7 @@ def leak_report(model, label: str, targets, targets_label: str, run_audit) -> Au
         model=label, rtol=rtol, sequences=int(targets.shape[0]), steps=int(targets[..., 0].size
                                                                            if targets.ndim == 3
                                                                            else targets.size),
-        real_steps=int((targets != IGNORE).sum()), cause=cause,
+        real_steps=int((targets != IGNORE_LABEL).sum()), cause=cause,
         fixes=[Fix(ignore_class_fix_text(targets_label, spec.from_logits), "compile", verified,
                    tried)] + extra)
 
@@ -124,7 +116,7 @@ def _recompiled(model):
         copy.set_weights(model.get_weights())
         config = dict(model.get_compile_config() or {})
         config["loss"] = keras.losses.serialize(keras.losses.SparseCategoricalCrossentropy(
-            from_logits=spec.from_logits, ignore_class=IGNORE))
+            from_logits=spec.from_logits, ignore_class=IGNORE_LABEL))
         copy.compile_from_config(config)
     except Exception as exc:  # noqa: BLE001 (a model Keras cannot copy)
         return None, f"the model could not be copied to try it ({str(exc).splitlines()[0]})"
