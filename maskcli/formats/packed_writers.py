@@ -118,6 +118,10 @@ class _KeptWriter:
     a file, is written as it comes (:mod:`maskcli.formats.npz_stream`)."""
 
     def __init__(self, target, fmt: str):
+        if fmt == "npz":
+            from maskcli.formats.npz_stream import in_order
+
+            target = in_order(target)
         self.target, self.fmt = target, fmt
         self.parts: dict[str, list] = {}
         self.kept = 0
@@ -158,16 +162,22 @@ class _KeptWriter:
                     _write_parts(stream, parts, dtype)
             Path(self.target, "meta.json").write_text(meta_text + "\n")
             return
-        from maskcli.formats.npz_stream import open_after
+        from maskcli.formats.npz_stream import open_after, placeable, write_placed
 
-        meta_array = np.array(meta_text)
-        arrays["meta"] = ([meta_array], meta_array.dtype)
         stream = self.stream or _WriteBehind(self.target)
         written = [self.streamed.finish()] if self.streamed is not None else []
-        with stream, open_after(stream, written) as archive:
-            for name, (parts, dtype) in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    _write_parts(member, parts, dtype)
+        with stream:
+            if placeable(stream):  # each array at its place, at once
+                written += write_placed(stream, [_member(name, parts, dtype)
+                                                 for name, (parts, dtype) in arrays.items()],
+                                        workers=min(2, os.cpu_count() or 1))
+                arrays = {}
+            meta_array = np.array(meta_text)
+            arrays["meta"] = ([meta_array], meta_array.dtype)
+            with open_after(stream, written) as archive:
+                for name, (parts, dtype) in arrays.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        _write_parts(member, parts, dtype)
 
 
 class _WriteBehind:
@@ -219,14 +229,30 @@ def _write_parts(stream: BinaryIO, parts: list, dtype: np.dtype) -> None:
     if not any(isinstance(part, RunCells) for part in parts):
         _write_npy(stream, parts, dtype)
         return
-    import numpy.lib.format as npy_format
+    from maskcli.formats.npz_stream import npy_header
 
-    shape = (sum(len(part) for part in parts),) + parts[0].shape[1:]
-    npy_format.write_array_header_1_0(
-        stream, {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    stream.write(npy_header(dtype, _shape(parts)))
+    for block in _blocks(parts, dtype):
+        stream.write(block)
+
+
+def _member(name: str, parts: list, dtype: np.dtype) -> tuple:
+    """One array as :func:`maskcli.formats.npz_stream.write_placed` takes it."""
+    shape = _shape(parts)
+    return (name, dtype, shape, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize,
+            lambda: _blocks(parts, dtype))
+
+
+def _shape(parts: list) -> tuple:
+    return (sum(len(part) for part in parts),) + tuple(parts[0].shape[1:])
+
+
+def _blocks(parts: list, dtype: np.dtype):
+    """The bytes of ``parts`` stacked, as buffers: a :class:`RunCells` part a
+    block of rows at a time, an array whole."""
     for part in parts:
         for block in part.blocks() if isinstance(part, RunCells) else [part]:
-            stream.write(np.ascontiguousarray(block, dtype=dtype).reshape(-1).view(np.uint8).data)
+            yield np.ascontiguousarray(block, dtype=dtype).reshape(-1).view(np.uint8).data
 
 
 def _stacked(parts: list) -> tuple[list[np.ndarray], np.dtype]:

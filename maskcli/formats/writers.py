@@ -231,7 +231,9 @@ class ArrayWriter:
         arrays["meta"] = ([meta_text], meta_text.dtype)
         import zipfile  # only here: pad's start-up stays light for the other formats
 
-        with zipfile.ZipFile(self.stream, "w", compression=zipfile.ZIP_STORED,
+        from maskcli.formats.npz_stream import in_order
+
+        with zipfile.ZipFile(in_order(self.stream), "w", compression=zipfile.ZIP_STORED,
                              allowZip64=True) as archive:
             for name, (parts, part_dtype) in arrays.items():
                 member_name(name, f"-o npz array {name}")  # pad checked them before reading

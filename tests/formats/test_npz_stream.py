@@ -71,3 +71,79 @@ def test_standard_output_is_not_streamed_and_holds_the_same_arrays(tmp_path):
         assert kept.files == ours.files
         for name in kept.files:
             np.testing.assert_array_equal(kept[name], ours[name])
+
+
+def _write_fields(stream, cu_seqlens):
+    """Two fields (tokens kept as arrays, not only built from runs), perhaps cu_seqlens."""
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 30, 300)
+    ids = rng.integers(0, 500, int(lengths.sum())).astype("int64")
+    labels = rng.integers(-1, 9, int(lengths.sum())).astype("int16")
+    packer = Packer(("ids", "labels"), PackOptions(48, window=70), (0, -100))
+    writer = _KeptWriter(stream, "npz")
+    for packed in packer.pack([(Ragged(ids, lengths), Ragged(labels, lengths))]):
+        writer.write(layout_arrays(packed, "seqio", cu_seqlens, lazy=True))
+    writer.close({"meta": 2})
+
+
+@pytest.mark.parametrize("cu_seqlens", [False, True])
+def test_members_written_at_their_places_are_the_bytes_zipfile_writes(tmp_path, monkeypatch,
+                                                                      cu_seqlens):
+    import maskcli.formats.npz_stream as npz_stream
+
+    written = []
+    real = npz_stream.write_placed
+    monkeypatch.setattr(npz_stream, "write_placed",
+                        lambda *args, **kw: written.append(1) or real(*args, **kw))
+    with open(tmp_path / "placed.npz", "wb") as stream:
+        _write_fields(stream, cu_seqlens)
+    assert written  # the placed path ran
+    monkeypatch.setattr(npz_stream, "placeable", lambda stream: False)
+    with open(tmp_path / "zipfile.npz", "wb") as stream:
+        _write_fields(stream, cu_seqlens)
+    assert (tmp_path / "placed.npz").read_bytes() == (tmp_path / "zipfile.npz").read_bytes()
+    with zipfile.ZipFile(tmp_path / "placed.npz") as archive:
+        assert archive.testzip() is None
+        names = [info.filename for info in archive.infolist()]
+    assert names[:6] == ["ids.npy", "ids_segment_ids.npy", "ids_positions.npy", "labels.npy",
+                         "labels_segment_ids.npy", "labels_positions.npy"]
+    assert names[-1] == "meta.npy" and ("cu_seqlens.npy" in names) == cu_seqlens
+    with np.load(tmp_path / "placed.npz") as packed:
+        assert packed["labels"].dtype == np.int16 and packed["ids"].dtype == np.int64
+        real_steps = packed["ids_segment_ids"] > 0
+        assert (packed["labels"][~real_steps] == -100).all()
+
+
+def test_a_file_opened_to_append_is_written_in_order(tmp_path):
+    """With ``>>`` every write goes to the end: nothing is written at an offset."""
+    from maskcli.formats.npz_stream import placeable
+
+    with open(tmp_path / "fresh.npz", "wb") as stream:
+        _write(stream, "int32")
+    (tmp_path / "appended.npz").write_bytes(b"")
+    with open(tmp_path / "appended.npz", "ab") as stream:
+        assert not placeable(stream)
+        assert _write(stream, "int32").streamed is None
+    with np.load(tmp_path / "appended.npz") as appended, \
+            np.load(tmp_path / "fresh.npz") as fresh:
+        assert appended.files == fresh.files
+        for name in fresh.files:
+            np.testing.assert_array_equal(appended[name], fresh[name])
+
+
+@pytest.mark.parametrize("command", [["pad"], ["pack", "--length", "4"]])
+def test_npz_on_standard_output_appended_to_a_file_is_whole(tmp_path, command):
+    """``maskcli pad --to npz >> file``: zipfile must not go back to headers
+    that an appending file puts at its end instead (the npz was unreadable)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "out.npz"
+    path.write_bytes(b"")
+    with open(path, "ab") as stdout:
+        subprocess.run([sys.executable, "-m", "maskcli", *command, "--to", "npz", "-q"],
+                       input=b"[1, 2]\n[3]\n", stdout=stdout, check=True)
+    with np.load(path) as arrays, zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        assert arrays["inputs"].tolist() == ([[1, 2], [0, 3]] if command == ["pad"]
+                                             else [[1, 2, 3, 0]])
