@@ -23,12 +23,20 @@ VALUE_DIAGNOSTICS = ("pad-value-inside", "partial-timestep", "mask-mismatch")
 
 
 
-def holds_ignore_label(labels) -> bool:
-    """Whether integer ``labels`` hold -100 anywhere (None holds nothing)."""
+def holds_ignore_label(labels, mask=None) -> bool:
+    """Whether integer ``labels`` hold -100 anywhere, or only at the real steps
+    of ``mask`` (True = real step), if given: a field padded with -100 holds
+    none by its padding alone (None holds nothing)."""
     if labels is None:
         return False
     labels = np.asarray(labels)
-    return bool(np.issubdtype(labels.dtype, np.integer) and (labels == IGNORE_LABEL).any())
+    if not np.issubdtype(labels.dtype, np.integer):
+        return False
+    held = labels == IGNORE_LABEL
+    if mask is not None:  # (sequences, steps), the labels may have more axes
+        mask = np.asarray(mask, dtype=bool)
+        held &= mask.reshape(mask.shape + (1,) * (held.ndim - mask.ndim))
+    return bool(held.any())
 
 def is_labels(padded: Padded) -> bool:
     """Whether ``padded`` is a labels field: named ``labels`` (or ``*_labels``),

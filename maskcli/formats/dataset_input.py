@@ -10,7 +10,8 @@ would with the same options (``--field``, ``--value NAME=V``, ``--padding``,
 list column (or key) is a field; tables (Parquet, Arrow, datasets) are padded
 post, as Hugging Face's tokenizers and collators pad, jsonl pre, as
 ``pad_sequences`` does; a ``labels`` field (or the targets field) that holds
--100 is padded with -100, as ``DataCollatorForTokenClassification`` pads it.
+-100 at real steps is padded with -100, as ``DataCollatorForTokenClassification``
+pads it (the padded npz rewritten: the data is read once).
 :attr:`Padded.meta` ``padded_here`` says in one sentence how it was padded.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from maskcli.core.errors import InputError, UsageError
-from maskcli.core.label_fields import IGNORE_LABEL, holds_ignore_label
+from maskcli.core.label_fields import IGNORE_LABEL
 from maskcli.core.padded import Padded
 from maskcli.formats import datasets_dir
 
@@ -89,6 +90,7 @@ def _pad(path: str, name: str, options: DatasetOptions, output: str) -> str:
     from maskcli.core.fields import split_renames, split_values
     from maskcli.core.masks import parse_value
     from maskcli.core.padding import PadOptions, parse_dtype
+    from maskcli.formats.ignore_label_padding import pad_with_ignore_label
     from maskcli.formats.pipeline import pad_file
     from maskcli.formats.readers import ReadOptions
 
@@ -113,10 +115,10 @@ def _pad(path: str, name: str, options: DatasetOptions, output: str) -> str:
 
     report = run(named)
     labels = [key for key in dict.fromkeys((options.targets, LABELS)) if key in fields
-              and key not in named and _holds_ignore_label(output, key, fields)]
-    if labels:  # padded again: the labels' padding is -100 too, as the collators pad it
+              and key not in named]
+    if labels and report.sequences:  # the labels' padding is -100 too, as the collators pad it
+        labels = pad_with_ignore_label(output, labels)  # in the npz: the data is read once
         named = {**named, **{key: str(IGNORE_LABEL) for key in labels}}
-        report = run(named)
     if report.sequences == 0:
         raise InputError(f"{name} holds no sequences: give a dataset with rows")
     shown = [f"{renames[key]}={key}" if key in renames else key for key in read_names]
@@ -129,14 +131,6 @@ def _pad(path: str, name: str, options: DatasetOptions, output: str) -> str:
              else "its longest row" if len(fields) < 2 else "each field's longest row")
     return (f"{report.sequences} rows padded here as 'maskcli pad {' '.join(args)}' pads them "
             f"({padding}, to {width}: {report.maxlen} steps)")
-
-
-def _holds_ignore_label(output: str, key: str, fields: tuple[str, ...]) -> bool:
-    import numpy as np
-
-    with np.load(output, allow_pickle=False) as arrays:
-        array = arrays[key if len(fields) > 1 else "inputs"]
-        return holds_ignore_label(array)
 
 
 def _is_table(path: str) -> bool:
