@@ -136,7 +136,7 @@ def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, impo
                                places)
     from maskcli.cli.packed_trace import trace_packed
 
-    if trace_packed(ctx, model, batch, fmt, segment_input):
+    if trace_packed(ctx, model, batch, fmt, segment_input, seed, dataset.get("maxlen")):
         return  # packed rows: where documents mix, not padding
     if batch.note:
         click.echo(batch.note, err=True)
