@@ -70,6 +70,14 @@ def synthetic_packed(model, seed: int = 0, segment_input: str | None = None,
     return arrays, rows
 
 
+def takes_packed_rows(model, segment_input: str | None = None) -> bool:
+    """Whether ``model``'s inputs include segment ids (``*_segment_ids``, or
+    ``segment_input``): KerasHub's plain ``segment_ids`` are token types."""
+    spec = model_inputs(model)
+    names = packed_names(spec.names, segment_input, flatten=False) if spec else None
+    return names is not None and names.segment_ids is not None
+
+
 def _row_length(shapes: dict, segment_input: str) -> int | None:
     """The rows' length when the model fixes it: the segment ids input's, else
     another input's with a time axis."""
@@ -110,4 +118,4 @@ def _field(model, name: str, shape: tuple, dtype: str) -> FieldSpec:
     return FieldSpec(vocab=None, step_shape=step_shape, dtype=dtype)
 
 
-__all__ = ["SyntheticRows", "synthetic_packed"]
+__all__ = ["SyntheticRows", "synthetic_packed", "takes_packed_rows"]
