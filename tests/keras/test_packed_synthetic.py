@@ -131,6 +131,9 @@ def test_trace_mask_command_without_input(path, code, verdict):
     assert {tuple(item["shape"]) for item in report["inputs"]} == {(3, 16)}
     assert f"note: no INPUT: traced on {DEFAULT.describe()} (--seed)" in result.stderr
     assert verdict in result.stderr
+    if code:  # docs/packing.md shows these lines of standard error
+        page = (SAMPLES.parent / "docs" / "packing.md").read_text()
+        assert all(f"    {line}\n" in page for line in result.stderr.splitlines())
 
 
 def test_trace_mask_command_takes_the_seed_and_maxlen():
