@@ -10,9 +10,14 @@ import click
 from maskcli.core.errors import UsageError
 
 
-def trace_packed(ctx, model, batch, fmt: str, segment_input: str | None) -> bool:
+def trace_packed(ctx, model, batch, fmt: str, segment_input: str | None, seed: int = 0,
+                 steps: int | None = None) -> bool:
     """Trace ``model`` on ``batch`` when its inputs are packed (segment ids);
-    False, doing nothing, when they are not."""
+    False, doing nothing, when they are not. Without INPUT (a synthetic
+    ``batch``) the model runs on synthetic packed rows drawn with ``seed``,
+    ``steps`` long when the model leaves its length open (``--maxlen``)."""
+    import numpy as np
+
     from maskcli.keras import models
     from maskcli.keras.feed import model_inputs
     from maskcli.keras.trace.packed import packed_batch, trace_documents
@@ -27,13 +32,23 @@ def trace_packed(ctx, model, batch, fmt: str, segment_input: str | None) -> bool
     packed = packed_batch(arrays, list(arrays), segment_input)
     if packed is None:
         return False
-    if batch.synthetic:
-        raise UsageError(f"model '{model.name}' takes packed rows ('{packed.names.segment_ids}'): "
-                         "give INPUT, packed rows from 'maskcli pack' named after its inputs")
+    rows = None
+    if batch.synthetic:  # no INPUT: synthetic packed rows, not the padded batch
+        from maskcli.keras.trace.packed_synthetic import synthetic_packed
+
+        arrays, rows = synthetic_packed(model, seed, segment_input, steps)
+        packed = packed_batch(arrays, list(arrays), segment_input)
+        click.echo(f"note: no INPUT: traced on {rows.describe()} (--seed)", err=True)
     with models.full_float32():
         traced = trace_documents(model, spec, packed)
     result = {"model": model.name, **traced.to_dict(), "documents": len(packed.docs),
-              "segment_input": packed.names.segment_ids, "versions": models.versions()}
+              "segment_input": packed.names.segment_ids, "synthetic": rows is not None,
+              "inputs": [{"name": name, "shape": list(np.shape(array)),
+                          "dtype": str(np.asarray(array).dtype)}
+                         for name, array in packed.arrays.items()],
+              "versions": models.versions()}
+    if rows is not None:
+        result["seed"] = seed
     if fmt == "json":
         click.echo(json.dumps(result, indent=2))
     else:

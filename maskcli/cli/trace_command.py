@@ -42,7 +42,9 @@ from maskcli.core.errors import InputError, UsageError
 @dataset_options
 @click.option("--segment-input", metavar="NAME",
               help="Packed rows: the model input holding segment ids (default: an input named "
-                   "*_segment_ids). Traces where documents mix instead of padding.")
+                   "*_segment_ids). Traces where documents mix instead of padding; without "
+                   "INPUT, on synthetic packed rows (--seed; --maxlen N steps for a model of "
+                   "open length, default 16).")
 @click.pass_context
 def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, imports, unsafe, units,
                seed, pad_value, fmt, verbose, segment_input, **dataset):
@@ -136,7 +138,7 @@ def trace_mask(ctx, input_path, model_path, arch, named_inputs, mask_input, impo
                                places)
     from maskcli.cli.packed_trace import trace_packed
 
-    if trace_packed(ctx, model, batch, fmt, segment_input):
+    if trace_packed(ctx, model, batch, fmt, segment_input, seed, dataset.get("maxlen")):
         return  # packed rows: where documents mix, not padding
     if batch.note:
         click.echo(batch.note, err=True)

@@ -90,7 +90,8 @@ def render_document_trace(result: dict, console: Console | None = None) -> None:
     """The trace-mask table of a packed model: each layer's document effect."""
     console = console or Console()
     table = Table(title=f"document trace of model '{result['model']}'",
-                  caption=f"{result['documents']} documents, packed and alone "
+                  caption=f"{result['documents']} "
+                          f"{'synthetic ' if result.get('synthetic') else ''}documents, packed and alone "
                           f"(segment ids '{result['segment_input']}')")
     table.add_column("#", justify="right")
     table.add_column("layer", overflow="fold")

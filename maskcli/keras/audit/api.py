@@ -19,7 +19,7 @@ from maskcli.keras.audit.report import AuditReport
 from maskcli.keras.fit_data import DEFAULT_BATCHES, fit_arrays
 
 
-def audit_loss(data, *, model=None, targets=None, sample_weight=None, mask=None,
+def audit_loss(data=None, *, model=None, targets=None, sample_weight=None, mask=None,
                batches: int = DEFAULT_BATCHES, batch_size: int | None = None, mode=None,
                mask_value=None, target_pad=None, arch: str | None = None,
                loss: str | None = None, unsafe: bool = False, limit: int | None = None,
@@ -32,6 +32,9 @@ def audit_loss(data, *, model=None, targets=None, sample_weight=None, mask=None,
     tuple ``(x, y)`` or ``(x, y, sample_weight)``, a ``tf.data.Dataset`` or a
     ``keras.utils.PyDataset`` yielding such batches: its first ``batches``
     batches are audited, each a batch of its own, as training runs them.
+    Without ``data``, a model that takes packed rows (an input named
+    ``*_segment_ids``, or ``segment_input``) is audited on synthetic packed
+    rows drawn with ``seed``: ``audit_loss(model=model)``.
 
     ``model`` is a Keras model (its compiled loss, metrics and weighted
     metrics are audited) or the path of a saved one (loaded in safe mode
@@ -62,6 +65,10 @@ def audit_loss(data, *, model=None, targets=None, sample_weight=None, mask=None,
         model = _load(os.fspath(model), unsafe, options.get("verbose", False))
     elif unsafe:
         raise UsageError("unsafe applies to a model given by its path: drop it")
+    if data is None:  # a packed model: synthetic packed rows (keras.audit.synthetic_packed)
+        return run.audit_loss(None, model=model, targets=targets, sample_weight=sample_weight,
+                              mask=mask, target_pad=target_pad, arch=arch, loss=loss,
+                              batch_size=batch_size, **options)
     arrays = fit_arrays(data, targets=targets, sample_weight=sample_weight, batches=batches,
                         pad_value=0 if mask_value is None else mask_value,
                         target_pad=target_pad)

@@ -29,8 +29,9 @@ from maskcli.formats.sampling import (
     load_padded_part,
     start_part,
 )
+from maskcli.formats.standard_input import nothing_piped
 from maskcli.keras import feed, models
-from maskcli.keras.audit import hf_labels, hf_names
+from maskcli.keras.audit import hf_labels, hf_names, synthetic_packed
 from maskcli.keras.audit.batch import parse_target_pad
 from maskcli.keras.audit.report import AuditReport
 from maskcli.keras.audit.run import audit_loss
@@ -79,8 +80,12 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
     if target_pad is not None and (mask_path or derive):
         raise UsageError("--target-pad derives the mask from the targets: drop --mask, --mode "
                          "and --mask-value")
+    nothing = None
     if input_path is None and not named_inputs:
         input_path = "-"
+        if model_path or model is not None:  # a packed model runs without INPUT (#21)
+            nothing = nothing_piped()
+            input_path = None if nothing else input_path
     selection = Selection(limit, sample, seed)
     dataset = dataset or DatasetOptions()
     dataset_input.check_options(dataset, input_path)
@@ -109,6 +114,15 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
         models.import_user_code(imports)
     if model_path:
         model = models.load_model(model_path, unsafe=unsafe, verbose=verbose)
+    if nothing:  # no INPUT, nothing piped in: synthetic rows for a packed model
+        return synthetic_packed.audit_without_input(
+            audit_loss, model, why=nothing, segment_input=segment_input, steps=dataset.maxlen,
+            given={"--targets": targets_path, "--mask": mask_path, "--mode": mode,
+                   "--mask-value": mask_value, "--target-pad": target_pad,
+                   "--sample-weight": sample_weight, "--limit": limit, "--sample": sample},
+            loss=loss, units=units, seed=seed, train_steps=train_steps, per_sample=per_sample,
+            verbose=verbose, output=output, mask_input=mask_input, batch_size=batch_size,
+            strict=strict, model_label=f"--model {model_path}" if model_path else None)
     spec = feed.model_inputs(model) if model is not None else None
     if padded is not None and not given and (spec is None or (
             len(spec.names) == 1 and spec.names[0] not in padded.extra)):

@@ -25,10 +25,12 @@ from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport
 from maskcli.keras.audit.state import AuditRun
 from maskcli.keras.audit.suite import run_checks
+from maskcli.keras.audit.synthetic_packed import without_data
 from maskcli.keras.audit.weights import check_measured
 from maskcli.keras.trace.packed import packed_batch
 
 
+@without_data  # no inputs: a packed model runs on synthetic packed rows (#21)
 def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
                arch: str | None = None, loss: str | None = None, units: int | None = None,
                seed: int = 0, train_steps: int = 0, per_sample: bool = False, pad_value=0,

@@ -122,6 +122,7 @@ class DocumentTrace:
     rows: list[LayerEffect]
     measured: bool = True
     note: str | None = None
+    synthetic: object = None  # the SyntheticRows traced when no data was given
 
     @property
     def mixes(self) -> LayerEffect | None:
@@ -219,14 +220,18 @@ def _parent_layers(keras, node, depth: int = 0) -> list:
     return found
 
 
-def trace_packed(model, inputs: dict, segment_input: str | None = None) -> DocumentTrace:
+def trace_packed(model, inputs: dict | None = None, segment_input: str | None = None, *,
+                 seed: int = 0, steps: int | None = None) -> DocumentTrace:
     """Where the documents of packed ``inputs`` (a dict of arrays by model
     input name, the segment ids among them) start to mix in ``model``: each
     layer's document effect, and ``.mixes``, the first layer where they mix
     (None when every document runs as it does alone).
 
     ``maskcli.trace_packed(model, {"tokens": ..., "tokens_segment_ids": ...,
-    "tokens_positions": ...}).mixes.path`` names that layer.
+    "tokens_positions": ...}).mixes.path`` names that layer. Without
+    ``inputs`` the model runs on synthetic packed rows drawn with ``seed``
+    (:mod:`maskcli.keras.trace.packed_synthetic`; ``steps`` long when the
+    model leaves its length open), described by ``.synthetic``.
     """
     from maskcli.core.errors import UsageError
     from maskcli.keras import models
@@ -236,11 +241,19 @@ def trace_packed(model, inputs: dict, segment_input: str | None = None) -> Docum
     if spec is None:
         raise UsageError(f"model '{model.name}' has no named inputs: packed rows need its "
                          "segment ids as one of them")
+    rows = None
+    if inputs is None:
+        from maskcli.keras.trace.packed_synthetic import synthetic_packed
+
+        made = synthetic_packed(model, seed, segment_input, steps)
+        inputs, rows = made if made is not None else ({}, None)
     batch = packed_batch({name: np.asarray(array) for name, array in inputs.items()},
-                         spec.names, segment_input)
+                         spec.names, segment_input) if inputs else None
     if batch is None:
         raise UsageError(f"model '{model.name}' takes no segment ids (its inputs: "
                          f"{', '.join(spec.names)}): name the one that holds them with "
                          "segment_input")
     with models.full_float32():
-        return trace_documents(model, spec, batch)
+        traced = trace_documents(model, spec, batch)
+    traced.synthetic = rows
+    return traced
