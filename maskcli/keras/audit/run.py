@@ -20,6 +20,7 @@ from maskcli.keras.audit.batch import (
 from maskcli.keras.audit.cause import likely_cause
 from maskcli.keras.audit.inputs import Batch, named_batch
 from maskcli.keras.audit.packed import audit_packed
+from maskcli.keras.audit.packed_loss import PackedOptions
 from maskcli.keras.audit.prepare import built_in_model, user_model
 from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport
@@ -129,10 +130,9 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     if packed is not None:  # packed rows are not padded ones: the segment-isolation audit
         with models.full_float32():
             return audit_packed(model, spec, packed, label=label, targets=targets, seed=seed,
-                                targets_label=targets_label,
-                                unused={"train_steps": train_steps, "batch_size": batch_size,
-                                        "per_sample": per_sample,
-                                        "sample_weight": None if sample_weight is None else 1})
+                                targets_label=targets_label, options=PackedOptions(
+                                    sample_weight, sample_weight_label, batch_size,
+                                    train_steps, per_sample, strict, source, progress))
     spec_loss = loss_spec(model.loss)
     target_padded = None
     if target_pad is not None:
