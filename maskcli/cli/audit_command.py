@@ -87,8 +87,9 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
 @dataset_options
 @click.option("--segment-input", metavar="NAME",
               help="Packed rows: the model input holding segment ids (default: an input named "
-                   "*_segment_ids). Runs segment-isolation and boundary-targets instead of the "
-                   "padding checks (docs/packing.md).")
+                   "*_segment_ids). Runs segment-isolation, boundary-targets and loss-parity "
+                   "(real steps: segment ids > 0) instead of the padding checks "
+                   "(docs/packing.md).")
 @click.pass_context
 def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output, mask_path, mode,
                mask_value, target_pad, targets_path, model_path, arch, unsafe, imports, loss,
