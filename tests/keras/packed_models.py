@@ -117,3 +117,16 @@ def additive_mask(segment_ids: np.ndarray) -> np.ndarray:
     from maskcli.core.packed_diagnose import attention_mask
 
     return np.where(attention_mask(segment_ids), 0.0, -1e9).astype("float32")
+
+
+def step_losses(model, rows, targets):
+    """Sparse cross-entropy from logits at every step, in float64 numpy."""
+    logits = np.asarray(model(rows, training=False), np.float64)
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    return -np.take_along_axis(log_p, targets[..., None].astype(np.int64), -1)[..., 0]
+
+
+def next_token_targets(rows):
+    tokens = rows["tokens"]
+    return np.concatenate([tokens[:, 1:], np.zeros((len(tokens), 1), tokens.dtype)], axis=1)

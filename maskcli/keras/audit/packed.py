@@ -73,6 +73,10 @@ def audit_packed(model, spec, batch: PackedBatch, *, label: str, targets=None, s
                         "of the padding checks, loss-parity applies, on the real steps "
                         "(segment ids > 0)")
     report.notes.extend(run.notes)
+    if run.batching.auto:
+        report.notes.append(f"{len(batch.segment_ids)} rows x {batch.steps} steps exceed the "
+                            "memory budget of one model call: the audit ran in batches of "
+                            f"{run.batching.size} (choose them with --batch-size)")
     if failed:
         causes, fixes = _cause_and_fixes(setup, batch, keras.targets, failed, given)
         if PARITY_ID in failed:

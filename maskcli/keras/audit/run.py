@@ -68,7 +68,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     check: updates of that many micro-batches of ``batch_size``, each split
     over ``replicas`` data-parallel replicas. Packed inputs (an input named
     ``*_segment_ids``, or ``segment_input``) get the packed audit instead
-    (:mod:`maskcli.keras.audit.packed`). For example
+    (:mod:`maskcli.keras.audit.packed`), with the same weights, batches,
+    training steps and per-sample rows (one per document). For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
