@@ -77,7 +77,9 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
               help="No progress bar (shown on standard error when it is a terminal and the "
                    "audit takes over 2 seconds).")
 @click.option("--per-sample", is_flag=True, help="Add one row per sequence: length, "
-                                                 "masked loss, unmasked loss.")
+                                                 "masked loss, unmasked loss (packed rows: "
+                                                 "one per document, its loss packed and "
+                                                 "alone).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]),
               help="Output format (default: table on a terminal, json otherwise).")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's logs and Python warnings.")
