@@ -77,7 +77,9 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
               help="No progress bar (shown on standard error when it is a terminal and the "
                    "audit takes over 2 seconds).")
 @click.option("--per-sample", is_flag=True, help="Add one row per sequence: length, "
-                                                 "masked loss, unmasked loss.")
+                                                 "masked loss, unmasked loss (packed rows: "
+                                                 "one per document, its loss packed and "
+                                                 "alone).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]),
               help="Output format (default: table on a terminal, json otherwise).")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's logs and Python warnings.")
@@ -87,9 +89,10 @@ from maskcli.cli.group import ARCH_NAMES, LOSS_NAMES, SEED
 @dataset_options
 @click.option("--segment-input", metavar="NAME",
               help="Packed rows: the model input holding segment ids (default: an input named "
-                   "*_segment_ids). Runs segment-isolation and boundary-targets instead of the "
-                   "padding checks (docs/packing.md). With no INPUT and nothing piped in, a "
-                   "packed model runs on synthetic packed rows (--seed, --maxlen).")
+                   "*_segment_ids). Runs segment-isolation, boundary-targets and loss-parity "
+                   "(real steps: segment ids > 0) instead of the padding checks "
+                   "(docs/packing.md). With no INPUT and nothing piped in, a packed model runs "
+                   "on synthetic packed rows (--seed, --maxlen).")
 @click.pass_context
 def audit_loss(ctx, input_path, named_inputs, mask_input, sample_weight, output, mask_path, mode,
                mask_value, target_pad, targets_path, model_path, arch, unsafe, imports, loss,

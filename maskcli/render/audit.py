@@ -45,6 +45,9 @@ def render_report(report: AuditReport, console: Console | None = None) -> None:
     if report.per_sample is not None:
         console.print()
         console.print(_per_sample_table(report))
+    if report.per_document is not None:
+        console.print()
+        console.print(_per_document_table(report))
 
 
 def _rows(check: Check):
@@ -94,6 +97,18 @@ def _per_sample_table(report: AuditReport) -> Table:
     for row in report.per_sample:
         table.add_row(str(row["sequence"]), str(row["length"]), _number(row["masked_loss"]),
                       _number(row["unmasked_loss"]))
+    return table
+
+
+def _per_document_table(report: AuditReport) -> Table:
+    """Packed rows: one line per document, its loss packed and alone."""
+    table = Table(title="per document", title_justify="left")
+    for name in ("row", "segment", "start", "length", "packed loss", "alone loss"):
+        table.add_column(name, justify="right")
+    for doc in report.per_document:
+        table.add_row(str(doc["row"]), str(doc["segment"]), str(doc["start"]),
+                      str(doc["length"]), _number(doc["packed_loss"]),
+                      _number(doc["alone_loss"]))
     return table
 
 

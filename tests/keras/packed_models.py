@@ -63,6 +63,35 @@ def packed_rows(seed: int = 0):
             "tokens_positions": positions.astype("int32")}
 
 
+def rnn_model(seed: int = 0):
+    """An RNN across the boundaries: tokens -> Embedding -> LSTM(return_sequences)
+    -> Dense per step. It takes the packed inputs but reads neither the segment
+    ids nor the positions: the LSTM's state runs from one document into the next."""
+    keras.utils.set_random_seed(seed)
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    segments = keras.Input((None,), dtype="int32", name="tokens_segment_ids")
+    positions = keras.Input((None,), dtype="int32", name="tokens_positions")
+    x = layers.Embedding(VOCAB, DIM, name="token_embedding")(tokens)
+    x = layers.LSTM(DIM, return_sequences=True, name="lstm")(x)
+    logits = layers.Dense(VOCAB, name="logits")(x)
+    model = keras.Model({"tokens": tokens, "tokens_segment_ids": segments,
+                         "tokens_positions": positions}, logits, name="packed_rnn")
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def rows_of_16(seed: int = 0, documents: int = 12):
+    """``documents`` documents of 2 to 7 tokens packed by maskcli into rows of
+    16 steps (best-fit decreasing): a handful of nearly full rows."""
+    from maskcli.core.packing import pack_sequences
+
+    rng = np.random.default_rng(seed)
+    docs = [rng.integers(1, VOCAB, int(n)) for n in rng.integers(2, 8, documents)]
+    packed = pack_sequences(docs, 16)
+    return {"tokens": packed["inputs"], "tokens_segment_ids": packed["inputs_segment_ids"],
+            "tokens_positions": packed["inputs_positions"]}
+
+
 def additive_input_model(seed: int = 0):
     """Takes Hugging Face's additive mask as an input, ``attention_mask`` (rows,
     query, key: 0 keep, -1e9 drop), and hands it to MultiHeadAttention as it is."""
@@ -88,3 +117,16 @@ def additive_mask(segment_ids: np.ndarray) -> np.ndarray:
     from maskcli.core.packed_diagnose import attention_mask
 
     return np.where(attention_mask(segment_ids), 0.0, -1e9).astype("float32")
+
+
+def step_losses(model, rows, targets):
+    """Sparse cross-entropy from logits at every step, in float64 numpy."""
+    logits = np.asarray(model(rows, training=False), np.float64)
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    return -np.take_along_axis(log_p, targets[..., None].astype(np.int64), -1)[..., 0]
+
+
+def next_token_targets(rows):
+    tokens = rows["tokens"]
+    return np.concatenate([tokens[:, 1:], np.zeros((len(tokens), 1), tokens.dtype)], axis=1)

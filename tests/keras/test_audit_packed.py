@@ -1,7 +1,7 @@
 """audit-loss on packed rows: segment-isolation and boundary-targets, the
 cause naming where documents mix, and the fixes tried on the data.
 
-Each model is built once for the module (tests/keras/packed_models.py)."""
+Each model is built once for the session (tests/keras/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,38 +12,49 @@ import numpy as np
 import pytest
 
 from maskcli.keras.audit import audit_loss
+from maskcli.keras.audit.batch import synthetic_targets
 from tests.conftest import invoke
-from tests.keras.packed_models import KINDS, packed_model, packed_rows
+from tests.keras.packed_models import (
+    VOCAB,
+    next_token_targets,
+    packed_rows,
+    rows_of_16,
+    step_losses,
+)
 
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
-def models():
-    return {kind: packed_model(kind) for kind in KINDS}
+def models(packed_models):
+    return packed_models
 
 
 def checks(report):
     return {check.id: check.status for check in report.checks}
 
 
-def next_token_targets(rows):
-    tokens = rows["tokens"]
-    return np.concatenate([tokens[:, 1:], np.zeros((len(tokens), 1), tokens.dtype)], axis=1)
-
-
 def test_block_diagonal_causal_model_with_positions_from_the_input_is_ignored(models):
     # Judged as padded data, position 0 of every document would be padding and
     # this correct model a leak; packed, every document matches itself alone.
-    report = audit_loss(packed_rows(), model=models["isolated"])
+    rows = packed_rows()
+    report = audit_loss(rows, model=models["isolated"])
     assert report.verdict == "ignored" and report.exit_code == 0
-    assert checks(report) == {"segment-isolation": "pass", "boundary-targets": "skipped"}
+    # Keras' loss counts the 2 padded steps (no mask, no weight): a warning, not the verdict.
+    assert checks(report) == {"segment-isolation": "pass", "boundary-targets": "skipped",
+                              "loss-parity": "warn"}
     check = report.check("segment-isolation")
     assert check.value < 1e-6 and check.reference == 1e-4
     assert check.detail == "all 5 documents give the same outputs and loss packed as alone"
-    assert report.masked_loss == pytest.approx(report.unmasked_loss, rel=1e-6)
+    assert "counts the 2 padded steps after the rows' last documents" in \
+        report.check("loss-parity").detail
+    targets = synthetic_targets("sparse_categorical_crossentropy", (2, 10, VOCAB), 0)
+    losses, real = step_losses(models["isolated"], rows, targets), rows["tokens_segment_ids"] > 0
+    assert report.keras_loss == pytest.approx(losses.mean(), rel=1e-5)
+    assert report.masked_loss == pytest.approx(losses[real].mean(), rel=1e-6)
     assert report.fixes == [] and report.cause is None
+    assert not any("does not apply" in note for note in report.notes)
 
 
 @pytest.mark.parametrize("kind, layer, words", [
@@ -79,14 +90,22 @@ def test_targets_crossing_a_boundary_leak_and_minus_100_there_fixes_them(models)
     rows = packed_rows()
     targets = next_token_targets(rows)
     report = audit_loss(rows, model=models["isolated"], targets=targets)
-    assert checks(report) == {"segment-isolation": "pass", "boundary-targets": "fail"}
+    assert checks(report) == {"segment-isolation": "pass", "boundary-targets": "fail",
+                              "loss-parity": "warn"}
     assert report.check("boundary-targets").value == 3  # two boundaries in row 0, one in row 1
     assert "boundary" in report.cause
     (fix,) = report.fixes
     assert (fix.kind, fix.verified) == ("data", True) and "counted again: 0" in fix.tried
     targets[[0, 0, 1], [3, 6, 5]] = -100
     fixed = audit_loss(rows, model=models["isolated"], targets=targets)
-    assert checks(fixed) == {"segment-isolation": "pass", "boundary-targets": "pass"}
+    # Keras' sparse cross-entropy without ignore_class=-100 cannot take the -100 labels:
+    # its loss is not computed, and the documents are compared without those steps.
+    assert checks(fixed) == {"segment-isolation": "pass", "boundary-targets": "pass",
+                             "loss-parity": "skipped"}
+    assert fixed.keras_loss is None and "ignore_class=-100" in fixed.check("loss-parity").detail
+    losses = step_losses(models["isolated"], rows, np.where(targets < 0, 0, targets))
+    assert fixed.masked_loss == pytest.approx(
+        losses[(rows["tokens_segment_ids"] > 0) & (targets >= 0)].mean(), rel=1e-6)
 
 
 def test_command_with_a_saved_model(models, tmp_path):
@@ -97,7 +116,8 @@ def test_command_with_a_saved_model(models, tmp_path):
     result = invoke(["audit-loss", data, "--model", model_path, "--format", "json"], exit_code=1)
     report = json.loads(result.stdout)
     assert report["verdict"] == "leaks"
-    assert [c["id"] for c in report["checks"]] == ["segment-isolation", "boundary-targets"]
+    assert [c["id"] for c in report["checks"]] == ["segment-isolation", "boundary-targets",
+                                                   "loss-parity"]
     assert "'attention' (MultiHeadAttention)" in report["cause"]
     assert report["fixes"][0]["kind"] == "model" and report["fixes"][0]["verified"] is None
 
@@ -156,3 +176,23 @@ def test_python_audit_of_packed_files():
     report = maskcli.audit_loss(samples / "packed_rows.npz",
                                 model=samples / "packed_isolated.keras")
     assert report.verdict == "ignored" and report.check("segment-isolation").status == "pass"
+
+
+def test_an_lstm_across_document_boundaries_leaks_at_the_lstm(models):
+    rows = rows_of_16()
+    report = audit_loss(rows, model=models["rnn"], per_sample=True)
+    assert report.verdict == "leaks" and report.check("segment-isolation").status == "fail"
+    assert report.cause == ("documents mix at layer 'lstm' (LSTM): a recurrent layer carries "
+                            "its state from one document into the next")
+    assert [(fix.kind, fix.verified, fix.tried) for fix in report.fixes] == [("model", None, "")]
+    assert report.fixes[0].text.startswith("reset the state at each document")
+    # The first document of each row has no state to inherit; the 8 later ones do.
+    assert report.check("segment-isolation").detail.startswith(
+        "8 of 12 documents change when packed: first row 0, document 2 (steps 7-8)")
+    firsts = [doc for doc in report.per_document if doc["segment"] == 1]
+    assert len(firsts) == 4 and all(doc["packed_loss"] == pytest.approx(doc["alone_loss"],
+                                                                        rel=1e-6)
+                                    for doc in firsts)
+    import maskcli
+
+    assert maskcli.trace_packed(models["rnn"], rows).mixes.path == "lstm"

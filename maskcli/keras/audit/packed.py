@@ -10,7 +10,11 @@ here instead of by the padding checks:
   outputs at its steps, and the same loss, as when it runs alone, unpacked
   (its own row, positions 0.., padding after it);
 - ``boundary-targets``: no next-token target at a document's last step is the
-  first token of the next document (skipped without targets).
+  first token of the next document (skipped without targets);
+- ``loss-parity`` and, in batches, ``batch-weighting``: the padded audit's
+  checks of Keras' own loss, on the real steps (``segment_ids > 0``), with
+  the sample weights, batches and training steps of the padded audit
+  (:mod:`maskcli.keras.audit.packed_loss`).
 
 On a leak the cause names where documents mix (the first layer whose output
 changes, :mod:`maskcli.keras.trace.packed`), and the fixes that maskcli can
@@ -25,117 +29,62 @@ import numpy as np
 from maskcli.core.packed_diagnose import crossing_targets, restarted_positions
 from maskcli.core.packed_layout import IGNORE_INDEX
 from maskcli.keras import models
-from maskcli.keras.audit.batch import synthetic_targets
-from maskcli.keras.audit.reference import loss_rtol, loss_spec, spec_per_step
+from maskcli.keras.audit import fixes as padded_fixes
+from maskcli.keras.audit import packed_loss
+from maskcli.keras.audit.packed_isolation import CHECK_ID, Setup, isolation
+from maskcli.keras.audit.packed_loss import PARITY_ID, PackedOptions
+from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport, Check, Fix
-from maskcli.keras.trace.packed import (
-    PackedBatch,
-    alone_arrays,
-    call,
-    document_changes,
-    tolerance,
-    trace_documents,
-)
+from maskcli.keras.trace.packed import PackedBatch, call, trace_documents
 
-CHECK_ID, BOUNDARY_ID = "segment-isolation", "boundary-targets"
+BOUNDARY_ID = "boundary-targets"
 _RNN = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM")
 
 
 def audit_packed(model, spec, batch: PackedBatch, *, label: str, targets=None, seed: int = 0,
-                 targets_label: str = "targets", unused: dict | None = None) -> AuditReport:
+                 targets_label: str = "targets",
+                 options: PackedOptions | None = None) -> AuditReport:
     """Audit ``model`` (compiled, its inputs ``spec``) on the packed ``batch``.
-    ``unused``: options of the padded audit given a value (by their names),
-    which the packed audit does not apply: each gets a note."""
+    ``options``: the sample weights, batch size, training steps, per-document
+    rows and strictness, as the padded audit takes them."""
+    options = options or PackedOptions()
     loss = loss_spec(model.loss)
-    packed = call(model, spec, batch.arrays)
     given = targets is not None
-    if targets is None:
-        targets = synthetic_targets(loss.kind, packed.shape, seed)
-    targets = np.asarray(targets)
-    isolation = _isolation(model, spec, batch, batch.arrays, targets, loss)
-    checks = [isolation.check, _boundary_check(batch, targets if given else None,
-                                               targets_label)]
+    keras = packed_loss.prepare(model, spec, label, loss, batch, targets, seed, targets_label,
+                                options)  # trained here with --train-steps
+    run = keras.run
+    setup = Setup(model, spec, loss, run.batching.size, keras.weights)
+    isolated = isolation(setup, batch, batch.arrays, keras.targets, packed=run.out)
+    checks = [isolated.check, _boundary_check(batch, targets, targets_label)]
+    checks += packed_loss.keras_checks(keras, options.strict)
     failed = [check.id for check in checks if check.status == "fail"]
     report = AuditReport(
-        verdict="leaks" if failed else "ignored", loss=loss.name, keras_loss=None,
-        masked_loss=isolation.packed_loss, unmasked_loss=isolation.alone_loss, checks=checks,
-        versions=models.versions(), model=label, rtol=isolation.rtol,
-        sequences=int(batch.segment_ids.shape[0]), steps=int(batch.segment_ids.size),
-        real_steps=int((batch.segment_ids > 0).sum()))
+        verdict="leaks" if failed else "ignored", loss=loss.name, keras_loss=run.keras_loss,
+        masked_loss=run.masked_loss if keras.skipped is None else packed_loss.masked_loss(
+            keras, loss),
+        unmasked_loss=run.unmasked_loss, checks=checks, versions=models.versions(),
+        model=label, rtol=run.rtol, sequences=int(batch.segment_ids.shape[0]),
+        steps=int(batch.segment_ids.size), real_steps=int((batch.segment_ids > 0).sum()),
+        removed_loss=run.removed_loss, batch_size=run.batching.size, batches=len(run.slices),
+        batch_size_auto=run.batching.auto,
+        per_document=isolated.rows if options.per_sample else None)
     report.notes.append(f"packed inputs ('{batch.names.segment_ids}'): {len(batch.docs)} "
                         "documents compared with each run alone, unpacked (positions 0..); "
-                        "the padding checks do not apply")
-    for name, given_value in (unused or {}).items():
-        if given_value not in (None, 0, False):
-            report.notes.append(f"{name} does not apply to packed rows: every model call runs "
-                                "on the whole batch, untrained, unweighted")
+                        "of the padding checks, loss-parity applies, on the real steps "
+                        "(segment ids > 0)")
+    report.notes.extend(run.notes)
+    if run.batching.auto:
+        report.notes.append(f"{len(batch.segment_ids)} rows x {batch.steps} steps exceed the "
+                            "memory budget of one model call: the audit ran in batches of "
+                            f"{run.batching.size} (choose them with --batch-size)")
     if failed:
-        report.cause, report.fixes = _cause_and_fixes(model, spec, batch, targets, loss,
-                                                      failed, given)
+        causes, fixes = _cause_and_fixes(setup, batch, keras.targets, failed, given)
+        if PARITY_ID in failed:
+            causes.append(packed_loss.loss_cause(run))
+        report.cause, report.fixes = "; ".join(causes), fixes
+        if PARITY_ID in failed:  # the padded audit's fixes of the loss, each tried
+            padded_fixes.add_fixes(run, report)
     return report
-
-
-class _Isolation:
-    def __init__(self, check, packed_loss, alone_loss, rtol):
-        self.check, self.packed_loss, self.alone_loss, self.rtol = (check, packed_loss,
-                                                                    alone_loss, rtol)
-
-
-def _isolation(model, spec, batch: PackedBatch, arrays: dict, targets, loss) -> _Isolation:
-    """Each document packed against the same document alone: outputs and loss."""
-    packed = call(model, spec, arrays)
-    alone = call(model, spec, alone_arrays(batch, arrays))
-    changes = document_changes(batch, packed, alone)
-    tol = tolerance(packed, alone)
-    packed_losses, alone_losses = _document_losses(batch, packed, alone, targets, loss)
-    rtol = loss_rtol(int((batch.segment_ids > 0).sum()))
-    loss_bad = [i for i, (p, a) in enumerate(zip(packed_losses, alone_losses))
-                if not np.isclose(p, a, rtol=max(rtol, 1e-4), atol=1e-6)]
-    out_bad = [] if changes is None else list(np.flatnonzero(changes > tol))
-    bad = sorted(set(out_bad) | set(loss_bad))
-    value = None if changes is None else float(changes.max(initial=0.0))  # the largest change
-    if bad:
-        row, segment, start, end = batch.docs[bad[0]]
-        detail = (f"{len(bad)} of {len(batch.docs)} documents change when packed: first row "
-                  f"{row}, document {segment} (steps {start}-{end - 1})"
-                  + (f", output changed by {changes[bad[0]]:.3g} (tolerance {tol:.2g})"
-                     if changes is not None else "")
-                  + (f", loss {packed_losses[bad[0]]:.6g} packed against "
-                     f"{alone_losses[bad[0]]:.6g} alone" if packed_losses else ""))
-    else:
-        detail = (f"all {len(batch.docs)} documents give the same outputs and loss packed as "
-                  "alone")
-    status = "fail" if bad else "pass"
-    if changes is None and not packed_losses:
-        status, detail = "skipped", (f"the output has shape {tuple(packed.shape)}, no step axis "
-                                     f"of the rows' {batch.steps} steps: documents not compared")
-    check = Check(CHECK_ID, status, value, tol, detail)
-    mean = (lambda xs: float(np.mean(xs)) if xs else None)  # noqa: E731
-    return _Isolation(check, mean(packed_losses), mean(alone_losses), rtol)
-
-
-def _document_losses(batch, packed, alone, targets, loss):
-    """The loss of each document, packed and alone (empty for a loss without
-    a numpy reference, or targets that are not one per step)."""
-    if loss.kind is None or targets.shape[:2] != batch.segment_ids.shape:
-        return [], []
-    ignored = targets == IGNORE_INDEX if targets.dtype.kind in "iu" else np.zeros(
-        targets.shape, bool)
-    if loss.ignore_class is not None:
-        ignored = ignored | (targets == loss.ignore_class)
-    safe = np.where(ignored, 0, targets) if ignored.any() else targets
-    per_step = spec_per_step(loss, safe, packed)
-    packed_losses, alone_losses = [], []
-    for i, (row, _, start, end) in enumerate(batch.docs):
-        keep = ~ignored[row, start:end]
-        if keep.ndim > 1:
-            keep = keep.all(axis=tuple(range(1, keep.ndim)))
-        if not keep.any():
-            continue
-        alone_steps = spec_per_step(loss, safe[row, start:end], alone[i, :end - start])
-        packed_losses.append(float(per_step[row, start:end][keep].mean()))
-        alone_losses.append(float(alone_steps[keep].mean()))
-    return packed_losses, alone_losses
 
 
 def _tokens(batch: PackedBatch):
@@ -163,9 +112,10 @@ def _boundary_check(batch: PackedBatch, targets, targets_label: str) -> Check:
                  f"{step})")
 
 
-def _cause_and_fixes(model, spec, batch, targets, loss, failed, given):
+def _cause_and_fixes(setup: Setup, batch, targets, failed, given):
     causes, fixes = [], []
     names = batch.names
+    model, spec = setup.model, setup.spec
     if CHECK_ID in failed:
         positions = batch.arrays.get(names.positions) if names.positions else None
         restarted = restarted_positions(batch.segment_ids)
@@ -177,7 +127,7 @@ def _cause_and_fixes(model, spec, batch, targets, loss, failed, given):
             arrays = {**batch.arrays, names.positions: restarted.astype(
                 np.asarray(positions).dtype)}
             fixes.append(_data_fix(
-                model, spec, batch, arrays, targets, loss,
+                setup, batch, arrays, targets,
                 f"re-run with '{names.positions}' restarted at each document (0, 1, ... per "
                 "document, 0 at padding; maskcli pack writes them so)",
                 "restarted the positions and compared every document with itself alone again"))
@@ -185,7 +135,7 @@ def _cause_and_fixes(model, spec, batch, targets, loss, failed, given):
         for name in additive:
             arrays = {**batch.arrays, name: np.asarray(batch.arrays[name]) == 0}
             fixes.append(_data_fix(
-                model, spec, batch, arrays, targets, loss,
+                setup, batch, arrays, targets,
                 f"convert '{name}' to a boolean mask (True where it holds 0): it is additive "
                 "(0 keep, -1e9 drop), and MultiHeadAttention reads an attention_mask as "
                 "True/1 = may attend, so it is read inverted",
@@ -197,10 +147,10 @@ def _cause_and_fixes(model, spec, batch, targets, loss, failed, given):
         if names.positions and causes and "restart" in causes[0]:  # the layers on fixed data
             traced = PackedBatch({**batch.arrays, names.positions: restarted}, names,
                                  batch.segment_ids, batch.docs)
-        trace = trace_documents(model, spec, traced) if spec is not None and not data_only \
-            else None
+        trace = trace_documents(model, spec, traced, setup.size) \
+            if spec is not None and not data_only else None
         if trace is not None and trace.mixes is not None:
-            text, fix = _layer_cause(model, spec, batch, trace.mixes)
+            text, fix = _layer_cause(setup, batch, trace.mixes)
             causes.append(text)
             if fix:
                 fixes.append(Fix(fix, "model"))
@@ -212,11 +162,11 @@ def _cause_and_fixes(model, spec, batch, targets, loss, failed, given):
         causes.append("targets cross a document boundary: a document's last step is trained "
                       "to predict the next document's first token")
         fixes.append(_boundary_fix(batch, targets, CHECK_ID not in failed))
-    return "; ".join(causes), sorted(fixes, key=lambda fix: fix.verified is not True)
+    return causes, sorted(fixes, key=lambda fix: fix.verified is not True)
 
 
-def _data_fix(model, spec, batch, arrays, targets, loss, text, tried) -> Fix:
-    again = _isolation(model, spec, batch, arrays, targets, loss).check
+def _data_fix(setup: Setup, batch, arrays, targets, text, tried) -> Fix:
+    again = isolation(setup, batch, arrays, targets).check
     return Fix(text, "data", verified=again.status == "pass",
                tried=f"{tried}: {again.detail}")
 
@@ -245,7 +195,7 @@ def _additive_inputs(batch: PackedBatch) -> list[str]:
     return found
 
 
-def _layer_cause(model, spec, batch, row) -> tuple[str, str | None]:
+def _layer_cause(setup: Setup, batch, row) -> tuple[str, str | None]:
     """Where documents mix, by the layer, and the model fix."""
     where = f"layer '{row.path}' ({row.kind})"
     names = batch.names
@@ -260,12 +210,13 @@ def _layer_cause(model, spec, batch, row) -> tuple[str, str | None]:
                 f"('{names.segment_ids}'), so a document attends to the others in its row",
                 f"pass attention_mask = {names.segment_ids}[:, :, None] == "
                 f"{names.segment_ids}[:, None, :] (and use_causal_mask=True for a decoder)")
-    if "Position" in row.kind or _ignores_positions(model, spec, batch):
-        return (f"documents mix at {where}: the position embedding does not read the positions "
+    position = (f"documents mix at {where}: the position embedding does not read the positions "
                 f"input '{names.positions}': positions run along the whole row instead of "
                 "restarting at each document",
                 f"embed the positions input '{names.positions}' (an Embedding of it) instead of "
                 "positions 0..L-1 along the row")
+    if "Position" in row.kind:
+        return position
     if "Conv" in row.kind:
         return (f"documents mix at {where}: a convolution runs across document boundaries (its "
                 "kernel reads steps of the neighbouring document)",
@@ -275,15 +226,18 @@ def _layer_cause(model, spec, batch, row) -> tuple[str, str | None]:
         return (f"documents mix at {where}: a recurrent layer carries its state from one "
                 "document into the next",
                 "reset the state at each document (run documents unpacked through the RNN)")
+    if _ignores_positions(setup, batch):  # a layer of another kind, the positions unread
+        return position
     return (f"documents mix at {where}: its output at a document's steps depends on the other "
             "documents of the row", None)
 
 
-def _ignores_positions(model, spec, batch) -> bool:
+def _ignores_positions(setup: Setup, batch) -> bool:
     """Whether changing the positions input changes nothing."""
     name = batch.names.positions
     if name is None or name not in batch.arrays:
         return False
     positions = np.asarray(batch.arrays[name])
     shifted = {**batch.arrays, name: (positions + 1) % max(2, positions.max() + 1)}
-    return np.array_equal(call(model, spec, batch.arrays), call(model, spec, shifted))
+    model, spec, size = setup.model, setup.spec, setup.size
+    return np.array_equal(call(model, spec, batch.arrays, size), call(model, spec, shifted, size))

@@ -76,6 +76,9 @@ class AuditReport:
     inputs: dict = field(default_factory=dict)
     targets: str | None = None
     padding: str | None = None
+    # Packed rows with per_sample: one row per document (row, segment, start,
+    # length, its loss packed and alone); None otherwise.
+    per_document: list[dict] | None = None
 
     @property
     def failed(self) -> list[str]:
@@ -118,6 +121,8 @@ class AuditReport:
                                   "auto": self.batch_size_auto}
         if self.selection is not None:
             report["selection"] = self.selection
+        if self.per_document is not None:
+            report["per_document"] = self.per_document
         for key in ("inputs", "targets", "padding"):  # what the data was, when stated
             if getattr(self, key):
                 report[key] = getattr(self, key)

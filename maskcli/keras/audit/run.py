@@ -20,6 +20,7 @@ from maskcli.keras.audit.batch import (
 from maskcli.keras.audit.cause import likely_cause
 from maskcli.keras.audit.inputs import Batch, named_batch
 from maskcli.keras.audit.packed import audit_packed
+from maskcli.keras.audit.packed_loss import PackedOptions
 from maskcli.keras.audit.prepare import built_in_model, user_model
 from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport
@@ -69,7 +70,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     check: updates of that many micro-batches of ``batch_size``, each split
     over ``replicas`` data-parallel replicas. Packed inputs (an input named
     ``*_segment_ids``, or ``segment_input``) get the packed audit instead
-    (:mod:`maskcli.keras.audit.packed`). For example
+    (:mod:`maskcli.keras.audit.packed`), with the same weights, batches,
+    training steps and per-sample rows (one per document). For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
@@ -131,10 +133,9 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     if packed is not None:  # packed rows are not padded ones: the segment-isolation audit
         with models.full_float32():
             return audit_packed(model, spec, packed, label=label, targets=targets, seed=seed,
-                                targets_label=targets_label,
-                                unused={"train_steps": train_steps, "batch_size": batch_size,
-                                        "per_sample": per_sample,
-                                        "sample_weight": None if sample_weight is None else 1})
+                                targets_label=targets_label, options=PackedOptions(
+                                    sample_weight, sample_weight_label, batch_size,
+                                    train_steps, per_sample, strict, source, progress))
     spec_loss = loss_spec(model.loss)
     target_padded = None
     if target_pad is not None:

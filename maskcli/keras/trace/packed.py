@@ -135,15 +135,27 @@ class DocumentTrace:
                 "mixes": first.path if first else None, "ok": first is None}
 
 
-def call(model, spec, arrays: dict):
-    """The model's output on ``arrays`` (by input name), as numpy."""
-    structure = spec.structure(arrays) if spec is not None else next(iter(arrays.values()))
-    return np.asarray(run_model(model, structure))
+def call(model, spec, arrays: dict, size: int | None = None):
+    """The model's output on ``arrays`` (by input name), as numpy; in batches
+    of ``size`` rows when given (memory bounded by the batch)."""
+    outputs = []
+    for part in _row_slices(arrays, size):
+        rows = {name: np.asarray(array)[part] for name, array in arrays.items()}
+        structure = spec.structure(rows) if spec is not None else next(iter(rows.values()))
+        outputs.append(np.asarray(run_model(model, structure)))
+    return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
-def trace_documents(model, spec, batch: PackedBatch) -> DocumentTrace:
+def _row_slices(arrays: dict, size: int | None) -> list[slice]:
+    count = len(next(iter(arrays.values())))
+    if size is None or size >= count:
+        return [slice(0, count)]
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def trace_documents(model, spec, batch: PackedBatch, size: int | None = None) -> DocumentTrace:
     """Every layer's document effect, for a Functional model; a subclassed
-    model is one row (its output)."""
+    model is one row (its output). ``size``: run in batches of that many rows."""
     import keras
 
     probes, owners = _probes(keras, model)
@@ -152,10 +164,8 @@ def trace_documents(model, spec, batch: PackedBatch) -> DocumentTrace:
                              note=f"model '{model.name}' has no layer graph to probe: only its "
                                   "output is compared")
     probe = keras.Model(model.input, [tensor for tensor, _ in probes])
-    packed = [np.asarray(out) for out in _as_list(probe(spec.structure(batch.arrays),
-                                                        training=False))]
-    alone = [np.asarray(out) for out in _as_list(probe(spec.structure(alone_arrays(batch)),
-                                                       training=False))]
+    packed, alone = (_probed(probe, spec, arrays, size)
+                     for arrays in (batch.arrays, alone_arrays(batch)))
     effects: dict[int, float] = {}
     rows = []
     for index, (layer, parents, mask_probe) in owners.items():
@@ -177,6 +187,14 @@ def trace_documents(model, spec, batch: PackedBatch) -> DocumentTrace:
 
 def _as_list(outputs):
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _probed(probe, spec, arrays: dict, size: int | None) -> list[np.ndarray]:
+    """Every probed tensor on ``arrays``, batch by batch, joined along the rows."""
+    parts = [[np.asarray(out) for out in _as_list(probe(spec.structure(
+        {name: np.asarray(array)[part] for name, array in arrays.items()}), training=False))]
+        for part in _row_slices(arrays, size)]
+    return [outs[0] if len(outs) == 1 else np.concatenate(outs) for outs in zip(*parts)]
 
 
 def _probes(keras, model):
