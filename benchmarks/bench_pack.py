@@ -6,8 +6,9 @@ Uses the Parquet table of bench_parquet.py (LINES rows, seeded: lengths 1 to
 
 - maskcli: ``maskcli pack FILE --field input_ids --length 1024 -o packed.npz``
   as a fresh process, timed from process start to written output (the
-  default window), median of RUNS runs, each writing a new file; then once
-  more over the last run's file, whose blocks the filesystem frees first;
+  default window), median of RUNS runs, each writing a new file after the
+  last one's data reached the disk (``os.sync``); then once more over the
+  last run's file, whose blocks the filesystem frees first;
 - TRL: in a fresh process, import ``trl`` and ``datasets``, read the table
   into a ``datasets.Dataset`` (``Dataset.from_parquet``), then
   ``trl.data_utils.pack_dataset(dataset, 1024, strategy="bfd")`` (its
@@ -106,6 +107,7 @@ def main() -> None:
     runs = []
     for _ in range(args.runs):  # each run writes a new file, as a first run does
         out.unlink(missing_ok=True)
+        os.sync()  # the run before's 600 MB reach the disk now, not while this one runs
         runs.append(measure(command))
     wall, peak, cpu = sorted(runs)[len(runs) // 2]
     over = measure(command)[0]  # -o names the file the last run wrote
