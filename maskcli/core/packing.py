@@ -264,21 +264,17 @@ class Packer:
             for window, first in self._windows(chunks):
                 yield self._window(window, first, self.report)
             return
-        from concurrent.futures import ThreadPoolExecutor
+        from maskcli.core.workers import worker_pool
 
         queue: deque = deque()
-        with ThreadPoolExecutor(self.workers) as pool:
-            try:
-                for window, first in self._windows(chunks):
-                    report = PackReport(length=self.options.length)
-                    queue.append((pool.submit(self._window, window, first, report), report))
-                    while len(queue) > self.workers:
-                        yield self._done(*queue.popleft())
-                while queue:
+        with worker_pool(self.workers, "maskcli-pack") as pool:  # cancels what is queued
+            for window, first in self._windows(chunks):
+                report = PackReport(length=self.options.length)
+                queue.append((pool.submit(self._window, window, first, report), report))
+                while len(queue) > self.workers:
                     yield self._done(*queue.popleft())
-            finally:
-                for future, _ in queue:
-                    future.cancel()
+            while queue:
+                yield self._done(*queue.popleft())
 
     def _done(self, future, report: PackReport) -> PackedRows:
         packed = future.result()

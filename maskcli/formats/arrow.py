@@ -72,12 +72,11 @@ def _read_ahead(chunks: Iterator) -> Iterator:
     without. One thread at a time advances ``chunks``: the next read starts
     only once the previous one is done.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
+    from maskcli.core.workers import worker_pool
     from maskcli.formats.fastparse import keep_freed_memory
 
     keep_freed_memory()  # each chunk's padded array reuses the last one's pages
-    with ThreadPoolExecutor(1, thread_name_prefix="maskcli-arrow") as pool:
+    with worker_pool(1, "maskcli-arrow") as pool:
         pending = pool.submit(next, chunks, None)
         while (chunk := pending.result()) is not None:
             pending = pool.submit(next, chunks, None)

@@ -254,13 +254,12 @@ def _parse_ahead(parse, blocks: Iterator[bytes]) -> Iterator[tuple[bytes, object
             yield first, parse(first)
         return
     blocks = itertools.chain((first, second), blocks)
-    from concurrent.futures import ThreadPoolExecutor
-
+    from maskcli.core.workers import worker_pool
     from maskcli.formats.fastparse import keep_freed_memory
 
     keep_freed_memory()
     workers = min(2, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers, thread_name_prefix="maskcli-parse") as pool:
+    with worker_pool(workers, "maskcli-parse") as pool:
         pending = deque()
         for block in blocks:
             pending.append((block, pool.submit(parse, block)))
