@@ -81,6 +81,8 @@ def audit_packed(model, spec, batch: PackedBatch, *, label: str, targets=None, s
         causes, fixes = _cause_and_fixes(setup, batch, keras.targets, failed, given)
         if PARITY_ID in failed:
             causes.append(packed_loss.loss_cause(run))
+        weighed, tried = packed_loss.weighting_causes(run, failed)
+        causes, fixes = causes + weighed, fixes + tried
         report.cause, report.fixes = "; ".join(causes), fixes
         if PARITY_ID in failed:  # the padded audit's fixes of the loss, each tried
             padded_fixes.add_fixes(run, report)
