@@ -63,4 +63,4 @@ def test_each_audit_example_reports_what_the_page_shows(command, shown, monkeypa
 
 
 def test_the_page_has_audit_examples():
-    assert len(REPORT_EXAMPLE.findall(PAGE)) == 6
+    assert len(REPORT_EXAMPLE.findall(PAGE)) == 7

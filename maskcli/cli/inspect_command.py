@@ -106,7 +106,9 @@ def inspect_mask_command(ctx, input, mode, mask_value, fmt, output, polarity, as
                                        dataset=dataset_from(dataset, field))
     if arrays is not None:
         return inspect_packed_command(ctx, padded.source, arrays, segment_input, not bidirectional,
-                                      fmt, output, rows, strict, svg, padded.meta)
+                                      fmt, output, rows, strict, svg, padded.meta,
+                                      batch_size=batch_size, replicas=replicas,
+                                      accumulation_steps=accumulation_steps)
     if segment_input or bidirectional:
         raise UsageError(f"--segment-input and --bidirectional apply to packed data, and "
                          f"{padded.source} holds no NAME_segment_ids array: drop them")

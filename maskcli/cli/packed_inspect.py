@@ -58,16 +58,19 @@ def load_maybe_packed(path: str, field: str | None, segment_input: str | None,
 
 
 def inspect_packed_command(ctx, source, arrays, segment_input, causal, fmt, output, rows, strict,
-                           svg, meta=None):
+                           svg, meta=None, **weighing):
     """Diagnose packed ``arrays``, print them as ``fmt``, and write the
-    attention mask the model should use to ``output`` (.npy)."""
+    attention mask the model should use to ``output`` (.npy). ``weighing``:
+    ``batch_size``, ``accumulation_steps`` and ``replicas``, whose token
+    weights are shown from the rows' real steps."""
     from maskcli.core.packed_diagnose import inspect_packed
     from maskcli.formats.files import atomic_output
 
     packed = (meta or {}).get("packed")
     flatten = (isinstance(packed, dict) and packed.get("layout") == "flatten") \
         or "cu_seqlens" in arrays
-    report = inspect_packed(arrays, source, segment_input, causal=causal, flatten=flatten)
+    report = inspect_packed(arrays, source, segment_input, causal=causal, flatten=flatten,
+                            **weighing)
     write_mask(report.mask, report, output, fmt)
     if fmt == "table" or svg:
         from maskcli.render import inspect as render

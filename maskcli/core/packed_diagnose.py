@@ -15,6 +15,11 @@ Packed data is recognised by its arrays, never by KerasHub's plain
 The attention mask is True where a query step may read a key step: both in
 the same document (block-diagonal), and with ``causal`` the key not after
 the query. Padding (segment 0) reads nothing.
+
+With a batch size (and accumulation steps, replicas) the report also says how
+batches (and updates of K micro-batches) weigh the real tokens, from each
+row's real steps (``segment_ids > 0``) alone, as for padded data
+(:mod:`maskcli.core.batching`, :mod:`maskcli.core.accumulation`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskcli.core.accumulation import AccumulationWeighting, check_accumulation, inspected
+from maskcli.core.batching import BatchWeighting, batch_weighting
 from maskcli.core.diagnose import LOCATIONS, Diagnostic
 from maskcli.core.errors import InputError, UsageError
 from maskcli.core.packed_layout import IGNORE_INDEX, POSITION_SUFFIX, SEGMENT_SUFFIX
@@ -154,6 +161,13 @@ class PackedReport:
     tokens: np.ndarray | None
     causal: bool
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    batch_weighting: BatchWeighting | None = None  # with a batch size only
+    accumulation: AccumulationWeighting | None = None  # with accumulation steps or replicas
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """The real steps of each row (its documents' steps)."""
+        return (self.segment_ids > 0).sum(axis=1)
 
     @property
     def documents(self) -> list[tuple[int, int, int, int]]:
@@ -181,14 +195,23 @@ class PackedReport:
                            "positions": names.positions, "labels": names.labels},
                 "attention": "block-diagonal causal" if self.causal else "block-diagonal",
                 "summary": self.summary,
-                "diagnostics": [d.to_dict() for d in self.diagnostics]}
+                "diagnostics": [d.to_dict() for d in self.diagnostics],
+                **({} if self.batch_weighting is None
+                   else {"batch_weighting": self.batch_weighting.to_dict()}),
+                **({} if self.accumulation is None
+                   else {"accumulation": self.accumulation.to_dict()})}
 
 
 def inspect_packed(arrays: dict, source: str, segment_input: str | None = None,
-                   causal: bool = True, flatten: bool = True) -> PackedReport:
+                   causal: bool = True, flatten: bool = True, *, batch_size: int | None = None,
+                   accumulation_steps: int | None = None,
+                   replicas: int | None = None) -> PackedReport:
     """Read packed ``arrays`` (by name) and diagnose them; raises InputError
     when they are not packed or their shapes differ. ``flatten``: as
-    :func:`packed_names`."""
+    :func:`packed_names`. ``batch_size``, ``accumulation_steps`` and
+    ``replicas``: how batches and updates weigh the rows' real steps, as
+    :func:`maskcli.core.diagnose.inspect_mask` says it of padded data."""
+    check_accumulation(batch_size, accumulation_steps, replicas)
     names = packed_names(arrays, segment_input, flatten)
     if names is None:
         raise InputError(f"{source} holds no packed data (no NAME_segment_ids array, nor "
@@ -210,6 +233,9 @@ def inspect_packed(arrays: dict, source: str, segment_input: str | None = None,
     report = PackedReport(source, names, segment_ids, positions, get[names.tokens], causal)
     report.diagnostics = diagnose(segment_ids, positions, get[names.tokens], get[names.labels],
                                   names)
+    if batch_size is not None:
+        report.batch_weighting = batch_weighting(report.lengths, batch_size)
+    report.accumulation = inspected(report.lengths, batch_size, accumulation_steps, replicas)
     return report
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from maskcli.core.packed_diagnose import PackedReport
-from maskcli.render.inspect import _diagnostics
+from maskcli.render.inspect import _accumulation, _diagnostics, _weights
 
 # Each document shows its segment id (mod 10) in a colour of its own; padding is grey.
 COLOURS = ("green", "cyan", "magenta", "yellow", "blue", "red")
@@ -35,6 +35,11 @@ def show(console: Console, report: PackedReport, rows: int = 20) -> None:
     per_row = s["documents_per_row"]
     table.add_row("documents", f"{s['documents']} · {per_row['min']} to {per_row['max']} a row")
     table.add_row("real steps", f"{s['real_steps']} · fill {s['fill']:.4f}")
+    if report.batch_weighting is not None:  # from each row's real steps, as for padded rows
+        table.add_row(f"batches of {report.batch_weighting.batch_size}",
+                      _weights(report.batch_weighting))
+    if report.accumulation is not None:
+        table.add_row(*_accumulation(report.accumulation))
     console.print(table)
     if rows:
         console.print(_grid(report, rows, console.width))

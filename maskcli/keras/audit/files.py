@@ -122,7 +122,8 @@ def audit_files(input_path: str | None = "-", *, mask_path: str | None = None,
                    "--sample-weight": sample_weight, "--limit": limit, "--sample": sample},
             loss=loss, units=units, seed=seed, train_steps=train_steps, per_sample=per_sample,
             verbose=verbose, output=output, mask_input=mask_input, batch_size=batch_size,
-            strict=strict, model_label=f"--model {model_path}" if model_path else None)
+            strict=strict, model_label=f"--model {model_path}" if model_path else None,
+            accumulation_steps=accumulation_steps, replicas=replicas)
     spec = feed.model_inputs(model) if model is not None else None
     if padded is not None and not given and (spec is None or (
             len(spec.names) == 1 and spec.names[0] not in padded.extra)):

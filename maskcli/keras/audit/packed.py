@@ -37,6 +37,8 @@ from maskcli.keras.audit.reference import loss_spec
 from maskcli.keras.audit.report import AuditReport, Check, Fix
 from maskcli.keras.trace.packed import PackedBatch, call, trace_documents
 
+PADDED_CHECKS = (PARITY_ID, "batch-weighting", "accumulation")  # on the real steps
+
 BOUNDARY_ID = "boundary-targets"
 _RNN = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM")
 
@@ -68,10 +70,12 @@ def audit_packed(model, spec, batch: PackedBatch, *, label: str, targets=None, s
         removed_loss=run.removed_loss, batch_size=run.batching.size, batches=len(run.slices),
         batch_size_auto=run.batching.auto,
         per_document=isolated.rows if options.per_sample else None)
+    padded_checks = [check.id for check in checks if check.id in PADDED_CHECKS]
     report.notes.append(f"packed inputs ('{batch.names.segment_ids}'): {len(batch.docs)} "
                         "documents compared with each run alone, unpacked (positions 0..); "
-                        "of the padding checks, loss-parity applies, on the real steps "
-                        "(segment ids > 0)")
+                        f"of the padding checks, {', '.join(padded_checks) or 'none'} "
+                        f"{'applies' if len(padded_checks) < 2 else 'apply'}, on the real "
+                        "steps (segment ids > 0)")
     report.notes.extend(run.notes)
     if run.batching.auto:
         report.notes.append(f"{len(batch.segment_ids)} rows x {batch.steps} steps exceed the "
@@ -81,6 +85,8 @@ def audit_packed(model, spec, batch: PackedBatch, *, label: str, targets=None, s
         causes, fixes = _cause_and_fixes(setup, batch, keras.targets, failed, given)
         if PARITY_ID in failed:
             causes.append(packed_loss.loss_cause(run))
+        weighed, tried = packed_loss.weighting_causes(run, failed)
+        causes, fixes = causes + weighed, fixes + tried
         report.cause, report.fixes = "; ".join(causes), fixes
         if PARITY_ID in failed:  # the padded audit's fixes of the loss, each tried
             padded_fixes.add_fixes(run, report)

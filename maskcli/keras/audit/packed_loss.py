@@ -12,6 +12,10 @@ code applies unchanged:
 - ``batch_size`` runs every model call in batches of that many rows and adds
   ``batch-weighting``;
 - ``train_steps`` trains the model in place first, on the targets and weights;
+- ``accumulation_steps`` and ``replicas`` (or the compiled optimizer's
+  ``gradient_accumulation_steps``), with ``batch_size`` the micro-batch, add
+  ``accumulation``: how updates of K micro-batches weigh the real steps
+  (:mod:`maskcli.keras.audit.accumulation`, its fix tried as there);
 - ``loss-parity`` compares Keras' loss with the correctly masked loss over
   the real steps. On packed rows it is a warning (a failure with
   ``strict``): the verdict is about the documents, and Keras' loss that
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskcli.core.errors import InputError, ModelError, option, spelled
-from maskcli.keras.audit import batched
+from maskcli.keras.audit import accumulation, batched, weighting
 from maskcli.keras.audit.cause import likely_cause
 from maskcli.keras.audit.inputs import Batch
 from maskcli.keras.audit.packed_isolation import ignored_targets
@@ -54,6 +58,8 @@ class PackedOptions:
     strict: bool = False
     source: str = "inputs"
     progress: batched.Progress = batched.no_progress
+    accumulation_steps: int | None = None
+    replicas: int | None = None
 
 
 @dataclass
@@ -97,6 +103,7 @@ def prepare(model, spec, label: str, loss: LossSpec, batch: PackedBatch, targets
         used = np.asarray(targets)
     if options.train_steps:
         run.train(options.train_steps)
+    accumulation.configure(run, options.accumulation_steps, options.replicas)
     return KerasSide(run, used, skipped)
 
 
@@ -115,20 +122,23 @@ def _unscorable(targets, loss: LossSpec, targets_label: str) -> str | None:
 
 
 def keras_checks(side: KerasSide, strict: bool) -> list[Check]:
-    """``loss-parity`` (and with batches ``batch-weighting``), the padded
-    audit's own, on the real steps of the packed rows. Sets the run's
+    """``loss-parity`` (and with batches ``batch-weighting``, with
+    accumulation ``accumulation``), the padded audit's own, on the real steps
+    of the packed rows. Sets the run's
     ``keras_loss``, ``masked_loss`` and the other references."""
     run = side.run
     run.keras_loss = run.masked_loss = run.unmasked_loss = run.removed_loss = None
     run.rtol = 1e-5
     if side.skipped is not None:
-        return [Check(PARITY_ID, "skipped", detail=side.skipped)]
+        return [Check(PARITY_ID, "skipped", detail=side.skipped)] + _not_weighed(
+            run, side.skipped)
     check_measured(run)
     try:
-        results = run_checks(run, only=[PARITY_ID, "batch-weighting"], strict=strict)
+        results = run_checks(run, only=[PARITY_ID, weighting.CHECK_ID, accumulation.CHECK_ID],
+                             strict=strict)
     except ModelError as exc:  # Keras' evaluate cannot run: the documents are still compared
         run.keras_loss = None
-        return [Check(PARITY_ID, "skipped", detail=str(exc))]
+        return [Check(PARITY_ID, "skipped", detail=str(exc))] + _not_weighed(run, str(exc))
     for check in results:
         if check.id == PARITY_ID and check.status == "fail":
             why = loss_cause(run)
@@ -138,6 +148,25 @@ def keras_checks(side: KerasSide, strict: bool) -> list[Check]:
                         + spelled("--strict", "strict=True") + " fails it")
             check.detail = f"{check.detail}; {why}"
     return results
+
+
+def _not_weighed(run: AuditRun, why: str) -> list[Check]:
+    """``accumulation``, skipped when Keras' loss of each micro-batch cannot
+    be computed: said, never left out."""
+    if not accumulation.applies(run):
+        return []
+    return [Check(accumulation.CHECK_ID, "skipped",
+                  detail=f"Keras' loss of each micro-batch cannot be computed: {why}")]
+
+
+def weighting_causes(run: AuditRun, failed: list[str]) -> tuple[list[str], list]:
+    """The causes (and the tried fix) when ``accumulation`` or
+    ``batch-weighting`` failed (``strict``), as the padded audit says them."""
+    if accumulation.CHECK_ID in failed:
+        return [accumulation.cause(run)], accumulation.fixes(run)
+    if weighting.CHECK_ID in failed:
+        return [weighting.cause(run)], []
+    return [], []
 
 
 def loss_cause(run: AuditRun) -> str:

@@ -71,7 +71,7 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
     over ``replicas`` data-parallel replicas. Packed inputs (an input named
     ``*_segment_ids``, or ``segment_input``) get the packed audit instead
     (:mod:`maskcli.keras.audit.packed`), with the same weights, batches,
-    training steps and per-sample rows (one per document). For example
+    training steps, accumulation and per-sample rows (one per document). For example
     ``audit_loss(np.array([[3, 1, 0, 0], [2, 2, 1, 0]])).verdict`` is
     "ignored" (the built-in embedding-lstm masks its loss).
     """
@@ -135,7 +135,8 @@ def audit_loss(inputs, *, mask=None, targets=None, target_pad=None, model=None,
             return audit_packed(model, spec, packed, label=label, targets=targets, seed=seed,
                                 targets_label=targets_label, options=PackedOptions(
                                     sample_weight, sample_weight_label, batch_size,
-                                    train_steps, per_sample, strict, source, progress))
+                                    train_steps, per_sample, strict, source, progress,
+                                    accumulation_steps, replicas))
     spec_loss = loss_spec(model.loss)
     target_padded = None
     if target_pad is not None:
