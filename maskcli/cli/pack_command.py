@@ -16,7 +16,7 @@ from maskcli.cli.pad_command import _pad_value
               help="Steps per packed row.")
 @click.option("--window", type=click.IntRange(min=1), metavar="N",
               help="Documents placed together (best-fit decreasing); memory grows with N. "
-                   "[default: 100000]")
+                   "[default: 50000]")
 @click.option("--overflow", type=click.Choice(["split", "truncate"]), default="split",
               show_default=True,
               help="A document longer than L: split into pieces of L (each its own "

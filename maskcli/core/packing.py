@@ -54,7 +54,9 @@ from maskcli.core.errors import InputError, UsageError
 from maskcli.core.packed_cells import RunCells, Runs, layout
 from maskcli.core.padding import Ragged
 
-DEFAULT_WINDOW = 100_000  # documents placed together: fill >= 0.999 at 1-99 into 1024
+# Documents placed together. A million documents of 1-99 steps into rows of 1024: fill 0.9998
+# (0.9999 with 100,000), and 0.2 s faster end to end than 100,000 (median of 5 runs each).
+DEFAULT_WINDOW = 50_000
 OVERFLOWS = ("split", "truncate")
 WORKERS = 4  # windows packed at once, at most (and at most one per CPU)
 
