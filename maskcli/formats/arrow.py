@@ -53,12 +53,15 @@ def open_table(source: Source, fmt: str, fields: tuple[str, ...], head: bytes,
     or the table's only list column), and its chunks, one Ragged per column.
 
     Chunks hold ``BATCH_ROWS`` rows, or where ``chunk_rows`` is given the
-    smallest multiple of it that is at least as many (where the file allows):
-    a consumer taking ``chunk_rows`` at a time then never joins two chunks.
+    smallest multiple of it that is at least half as many (where the file
+    allows): a consumer taking ``chunk_rows`` at a time then never joins two
+    chunks. ``pack``'s default window of 50,000 documents is then one chunk:
+    against two windows per chunk, a median of 1.72 s instead of 1.90 s on a
+    million rows, half the system time (interleaved runs, 6 each).
     """
     table = _Table(source, fmt, head)
     names = _columns(table.schema, fields, source.name)
-    rows = BATCH_ROWS if chunk_rows is None else chunk_rows * -(-BATCH_ROWS // chunk_rows)
+    rows = BATCH_ROWS if chunk_rows is None else chunk_rows * -(-BATCH_ROWS // 2 // chunk_rows)
     return names, _read_ahead(table.chunks(names, progress, rows))
 
 
