@@ -36,6 +36,27 @@ def invoke(args, input=None, exit_code=0, env=None):
     return result
 
 
+def invoke_without_keras(args, cwd=None) -> str:
+    """Run ``maskcli ARGS`` in a fresh Python (nothing imported before it), assert
+    that it exits 0 and never imports TensorFlow or Keras; its standard output."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom click.testing import CliRunner\nfrom maskcli.cli import main\n"
+            f"r = CliRunner().invoke(main, {[str(a) for a in args]!r})\n"
+            "loaded = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\n"
+            "print(json.dumps({'code': r.exit_code, 'stdout': r.stdout, 'output': r.output,\n"
+            "                  'loaded': loaded}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, result["output"]
+    assert result["loaded"] == [], result["loaded"]
+    return result["stdout"]
+
+
 def read_terminal(main_fd: int) -> str:
     """Everything a child wrote to the pseudo-terminal ``main_fd`` until it
     closed it; closes ``main_fd``."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskcli.core.errors import UsageError
-from maskcli.core.packing import Packer, PackOptions
+from maskcli.core.packing import Packer, PackOptions, best_fit_decreasing
 from maskcli.core.padding import Ragged
 
 SYNTHETIC_ROWS = 3
@@ -90,11 +90,10 @@ def synthetic_rows(steps: int = SYNTHETIC_STEPS, *, seed: int = 0, rows: int = S
     steps, rows = int(steps), int(rows)
     fields = fields or {"inputs": FieldSpec()}
     rng = np.random.default_rng(seed)
-    packed = lengths = None
+    lengths = None
     for _ in range(ATTEMPTS):
         lengths = _document_lengths(rng, steps, rows)
-        packed = _pack(lengths, steps)
-        if _complete(packed, steps, rows):
+        if _complete(lengths, steps, rows):
             break
     arrays = {name: _values(rng, spec, lengths) for name, spec in fields.items()}
     packer = Packer(tuple(arrays), PackOptions(steps, window=len(lengths)),
@@ -121,22 +120,17 @@ def _document_lengths(rng, steps: int, rows: int) -> np.ndarray:
     return rng.permutation(np.array(lengths, dtype=np.int64))
 
 
-def _pack(lengths: np.ndarray, steps: int):
-    values = np.zeros(int(lengths.sum()), dtype=np.int32)
-    packer = Packer(("inputs",), PackOptions(steps, window=len(lengths)), (0,), workers=1)
-    (window,) = packer.pack([(Ragged(values, lengths),)])
-    return window
-
-
-def _complete(packed, steps: int, rows: int) -> bool:
-    """Whether the packed rows have every property ``synthetic_rows`` promises."""
-    if packed.rows != rows:
+def _complete(lengths: np.ndarray, steps: int, rows: int) -> bool:
+    """Whether ``lengths``, placed as the packer places them, give rows with
+    every property ``synthetic_rows`` promises."""
+    row_of, placed = best_fit_decreasing(lengths, steps)
+    if placed != rows:
         return False
-    if steps >= 2 and packed.segment_ids[-1, -1] != 0:
+    if steps >= 2 and lengths[row_of == rows - 1].sum() == steps:  # the last row is full
         return False
-    if steps >= 4 and (packed.counts.min() < 2 or len(set(packed.lengths.tolist())) < 2):
+    if steps >= 4 and (np.bincount(row_of).min() < 2 or len(set(lengths.tolist())) < 2):
         return False
-    return 1 in packed.lengths
+    return 1 in lengths
 
 
 def _values(rng, spec: FieldSpec, lengths: np.ndarray) -> np.ndarray:
