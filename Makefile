@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m compileall -q maskcli  # as a pip install does: every command starts sooner
 	touch $(STAMP)
 
 # The main job: pad the Keras guide's example, inspect its mask, audit the loss

@@ -127,7 +127,7 @@ def atomic_output(path: str | os.PathLike, option: str = "-o") -> Iterator[Binar
             handle = os.fdopen(fd, "wb")
         with handle:
             yield handle
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; match a normal file
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; match a normal file
         os.replace(tmp, target)
     except BaseException as exc:
         if tmp is not None:
@@ -171,7 +171,8 @@ _HELD = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
          if hasattr(signal, name)]
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (os.umask can only read it by setting it: set back at once)."""
     current = os.umask(0)
     os.umask(current)
     return current

@@ -7,7 +7,8 @@ Each window of packed rows arrives as a dict of arrays (see
 - ``npz``: one array per name plus ``meta`` (a 0-d JSON string), kept until
   the end, then written in one pass (stored, not compressed).
 - ``npy``: a folder holding ``NAME.npy`` per array and ``meta.json``, built
-  in a temporary folder beside it and renamed into place at the end.
+  in a temporary folder beside it and renamed into place at the end; each
+  file is written as windows arrive (:mod:`maskcli.formats.npy_stream`).
 - ``parquet``: one list column per array, a row group per window; pyarrow
   is imported only for it.
 
@@ -34,7 +35,7 @@ from maskcli.core.names import member_name
 from maskcli.core.packed_cells import RunCells
 from maskcli.core.packed_layout import rectangular
 from maskcli.formats.fastformat import IntRows
-from maskcli.formats.files import STDIN, atomic_output
+from maskcli.formats.files import STDIN, atomic_output, current_umask
 from maskcli.formats.writers import _write_npy
 
 PACK_FORMATS = ("auto", "jsonl", "npz", "npy", "parquet")
@@ -68,8 +69,15 @@ def open_packed_writer(output: str, fmt: str, stdout: BinaryIO) -> Iterator:
     """A writer with ``write(arrays)`` per window and ``close(meta)``; the
     output appears only if the block succeeds."""
     if fmt == "npy":
+        from maskcli.formats.npy_stream import NpyFolderWriter
+
         with _atomic_folder(output) as folder:
-            yield _KeptWriter(folder, "npy")
+            writer = NpyFolderWriter(folder, _KeptWriter(folder, "npy"))
+            try:
+                yield writer
+            except BaseException:
+                writer.discard()
+                raise
         return
     if output == STDIN:
         writer = _writer(stdout, fmt)
@@ -308,6 +316,7 @@ def _atomic_folder(path: str) -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; match a normal folder
         if target.exists():
             target.rmdir()
         os.replace(tmp, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -138,3 +139,42 @@ def test_failed_pack_leaves_no_output(tmp_path):
 
 def test_pack_does_not_import_tensorflow(documents):
     invoke_without_keras(["pack", documents, "--length", "4"])
+
+
+def test_npy_folder_is_written_window_by_window_with_np_saves_bytes(tmp_path):
+    """Many windows streamed into the npy files: the arrays of the npz, and the
+    very bytes np.save writes for them; the folder's mode follows the umask."""
+    rng = np.random.default_rng(3)
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps(rng.integers(1, 99, rng.integers(1, 30)).tolist())
+                              + "\n" for _ in range(700)))
+    options = ["--length", "32", "--window", "50", "--cu-seqlens", "-q"]
+    invoke(["pack", source, *options, "-o", tmp_path / "packed.npz"])
+    invoke(["pack", source, *options, "-o", f"{tmp_path / 'packed'}/"])
+    folder = tmp_path / "packed"
+    with np.load(tmp_path / "packed.npz") as packed:
+        names = [name for name in packed.files if name != "meta"]
+        assert sorted(path.stem for path in folder.glob("*.npy")) == sorted(names)
+        for name in names:
+            expected = tmp_path / f"expected_{name}.npy"
+            np.save(expected, packed[name])
+            assert (folder / f"{name}.npy").read_bytes() == expected.read_bytes(), name
+        assert len(packed["inputs"]) > 14  # several windows of 50 documents
+    umask = os.umask(0)
+    os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_npy_folder_failing_after_windows_were_written_leaves_nothing(tmp_path):
+    """A failure once the files hold rows (a bad document further on): the
+    writing thread stops, the files are closed, no folder and no .part left."""
+    from maskcli.formats.packed_writers import open_packed_writer
+
+    rows = {"inputs": np.arange(32, dtype=np.int32).reshape(4, 8)}
+    with pytest.raises(ValueError, match="a bad document"):
+        with open_packed_writer(f"{tmp_path / 'packed'}/", "npy", None) as writer:
+            writer.write(rows)
+            writer.write(rows)
+            raise ValueError("a bad document")
+    assert list(tmp_path.iterdir()) == []
+    assert all(stream.closed for stream, *_ in writer.files.values()) and writer.files
