@@ -94,33 +94,37 @@ def best_fit_decreasing(lengths, capacity: int) -> tuple[np.ndarray, int]:
     run_starts = np.flatnonzero(np.diff(sorted_lengths, prepend=-1))
     run_ends = np.append(run_starts[1:], len(lengths))
     row_of_sorted = np.empty(len(lengths), dtype=np.int64)
-    room = np.empty(0, dtype=np.int64)  # per open row
+    room = np.empty(len(lengths), dtype=np.int64)  # per row: at most a row per document
+    opened = 0
+    # a handful of numpy calls per length, not per document: rows come from a preallocated
+    # array, sorts of rooms (below 2**16) are radix sorts, the first row making up the count
+    # is a binary search
     for start, end in zip(run_starts.tolist(), run_ends.tolist()):
         size, count = int(sorted_lengths[start]), end - start
-        rows = np.flatnonzero(room >= size)
-        taken = []
+        rows = np.flatnonzero(room[:opened] >= size)
+        at = start
         if len(rows):
-            rows = rows[np.argsort(room[rows], kind="stable")]  # fullest first, then oldest
+            rows = rows[_stable_order(room[rows], capacity)]  # fullest first, then oldest
             takes = room[rows] // size
-            enough = np.cumsum(takes) >= count
-            if enough.any():  # the rows up to the first that makes up the count
-                last = int(np.argmax(enough))
-                rows, takes = rows[:last + 1], takes[:last + 1].copy()
-                takes[-1] -= int(takes.sum()) - count
+            made = np.cumsum(takes)
+            placed = min(int(made[-1]), count)
+            if made[-1] >= count:  # the rows up to the first that makes up the count
+                last = int(np.searchsorted(made, count))
+                rows, takes = rows[:last + 1], takes[:last + 1]
+                takes[-1] -= int(made[last]) - count
             room[rows] -= takes * size
-            taken.append(np.repeat(rows, takes))
-            count -= int(takes.sum())
+            row_of_sorted[at:at + placed] = np.repeat(rows, takes)
+            at, count = at + placed, count - placed
         if count:  # new rows, each taking as many as fit
             per_row = capacity // size
             new = -(-count // per_row)
-            takes = np.full(new, per_row, dtype=np.int64)
-            takes[-1] = count - per_row * (new - 1)
-            taken.append(np.repeat(np.arange(len(room), len(room) + new), takes))
-            room = np.concatenate([room, capacity - takes * size])
-        row_of_sorted[start:end] = np.concatenate(taken) if len(taken) > 1 else taken[0]
+            row_of_sorted[at:end] = opened + np.arange(count) // per_row
+            room[opened:opened + new] = capacity - per_row * size
+            room[opened + new - 1] = capacity - (count - per_row * (new - 1)) * size
+            opened += new
     row_of = np.empty_like(row_of_sorted)
     row_of[order] = row_of_sorted
-    return row_of, len(room)
+    return row_of, opened
 
 
 def _stable_order(keys: np.ndarray, largest: int) -> np.ndarray:
