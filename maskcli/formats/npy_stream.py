@@ -32,7 +32,7 @@ class NpyFolderWriter:
     def __init__(self, folder: str, keep):
         self.folder = folder
         self.keep = keep  # a writer that keeps arrays and writes them at close
-        self.files: dict[str, tuple] = {}  # name -> (file, dtype, step shape, rows)
+        self.files: dict[str, list] = {}  # name -> [file, dtype, step shape, rows]
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="maskcli-npy")
         self.pending: deque = deque()
 
@@ -51,15 +51,15 @@ class NpyFolderWriter:
         """Start ``name``'s file if its header length does not depend on the row count."""
         if name in self.keep.parts or not isinstance(first, (np.ndarray, RunCells)):
             return False
-        from maskcli.formats.npz_stream import npy_header
+        from maskcli.formats.npz_stream import fixed_header_length
 
         dtype, step = np.dtype(first.dtype), tuple(first.shape[1:])
-        lengths = {len(npy_header(dtype, (rows,) + step)) for rows in (0, 10**18)}
-        if len(lengths) != 1 or dtype.kind not in "iuf":
+        header = fixed_header_length(dtype, step)
+        if header is None:
             return False
         member_name(name, f"array {name}")  # a field's name from data: never a path outside
         stream = open(os.path.join(self.folder, f"{name}.npy"), "wb")
-        stream.write(b" " * lengths.pop())  # the header's place
+        stream.write(b" " * header)  # the header's place
         self.files[name] = [stream, dtype, step, 0]
         return True
 

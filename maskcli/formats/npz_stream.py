@@ -65,6 +65,15 @@ def npy_header(dtype: np.dtype, shape: tuple) -> bytes:
     return out.getvalue()
 
 
+def fixed_header_length(dtype: np.dtype, step_shape: tuple) -> int | None:
+    """The length of the npy header of numbers of ``dtype`` and rows of
+    ``step_shape`` when it is the same for any row count (it then can be
+    written first and rewritten at the end); None when it is not."""
+    lengths = {len(npy_header(np.dtype(dtype), (rows,) + tuple(step_shape)))
+               for rows in (0, 10**18)}
+    return lengths.pop() if len(lengths) == 1 and np.dtype(dtype).kind in "iuf" else None
+
+
 class StreamedMember:
     """The first member of an npz, written to a seekable ``stream`` part by part."""
 
@@ -86,9 +95,8 @@ class StreamedMember:
                 return False
         except (OSError, AttributeError):
             return False
-        lengths = {len(npy_header(first.dtype, (rows,) + first.shape[1:]))
-                   for rows in (0, 10**18)}
-        return len(lengths) == 1 and first.dtype.kind in "iuf" and first.flags.c_contiguous
+        return fixed_header_length(first.dtype, first.shape[1:]) is not None \
+            and first.flags.c_contiguous
 
     def write(self, part: np.ndarray) -> None:
         data = np.ascontiguousarray(part, dtype=self.dtype).reshape(-1).view(np.uint8).data
