@@ -15,9 +15,10 @@ Its CRC covers the npy header, known only at the end, then the data:
 
 The arrays kept until the end (segment ids and positions, built a block at
 a time) have known sizes once the row count is: :func:`write_placed` gives
-each its place in the file and writes them at once, one thread each (the
-build, the CRC and the write all run without the GIL), instead of one after
-the other through zipfile. The bytes are the same.
+each its place in the file, builds them and computes their CRCs at once,
+one thread each (both run without the GIL), and writes them from one more
+thread, instead of one after the other through zipfile. The bytes are the
+same.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ def _appends(stream) -> bool:
 def write_placed(stream, members: list[tuple[str, np.dtype, tuple, int, Callable[[], Iterable]]],
                  workers: int = 2) -> list[zipfile.ZipInfo]:
     """Write npz members after ``stream``'s position, each at its own offset,
-    up to ``workers`` at once; leave the stream at their end.
+    up to ``workers`` built at once and one writing thread; leave the stream
+    at their end.
 
     Each member is ``(name, dtype, shape, nbytes, blocks)``: ``blocks()``
     yields its data, ``nbytes`` in all, as buffers. Returns their ZipInfos,
@@ -170,23 +172,31 @@ def write_placed(stream, members: list[tuple[str, np.dtype, tuple, int, Callable
         start = offset + len(info.FileHeader(True))  # its length is the same whatever the CRC
         jobs.append((info, header, start, nbytes, blocks))
         offset = start + info.file_size
-    with ThreadPoolExecutor(max(1, min(workers, len(jobs))),
-                            thread_name_prefix="maskcli-member") as pool:
-        for done in [pool.submit(_write_member, fd, *job) for job in jobs]:
+    # each member is built and its CRC computed in a thread of its own, but one thread writes
+    # them all: writes into one file take its inode's lock in turn, and a second writer spun
+    # on that lock, a core lost for as long as the writes took
+    with ThreadPoolExecutor(1, thread_name_prefix="maskcli-write") as writer, \
+            ThreadPoolExecutor(max(1, min(workers, len(jobs))),
+                               thread_name_prefix="maskcli-member") as pool:
+        for done in [pool.submit(_write_member, writer, fd, *job) for job in jobs]:
             done.result()  # a failed write raises here
     stream.seek(offset)
     return [job[0] for job in jobs]
 
 
-def _write_member(fd: int, info: zipfile.ZipInfo, header: bytes, start: int, nbytes: int,
-                  blocks: Callable[[], Iterable]) -> None:
+def _write_member(writer, fd: int, info: zipfile.ZipInfo, header: bytes, start: int,
+                  nbytes: int, blocks: Callable[[], Iterable]) -> None:
     crc, at = zlib.crc32(header), start
-    _write_at(fd, header, at)
+    writes = [writer.submit(_write_at, fd, header, at)]
     at += len(header)
     for block in blocks():
         crc = zlib.crc32(block, crc)
-        _write_at(fd, block, at)
+        writes.append(writer.submit(_write_at, fd, block, at))  # holds the block till written
         at += memoryview(block).nbytes
+        while len(writes) > 2:  # at most two blocks of this member wait in memory
+            writes.pop(0).result()
+    for write in writes:
+        write.result()
     if at - start - len(header) != nbytes:
         raise RuntimeError(f"member {info.filename}: {at - start - len(header)} bytes written "
                            f"for {nbytes}")
