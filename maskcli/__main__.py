@@ -1,3 +1,3 @@
-from maskcli.cli import main
+from maskcli.cli import run
 
-main(prog_name="maskcli")
+run()

@@ -22,6 +22,25 @@ def test_python_dash_m_runs_the_cli():
     assert "Usage: maskcli" in proc.stdout
 
 
+def test_the_program_flushes_everything_and_keeps_each_exit_status(tmp_path):
+    """``maskcli`` leaves without Python's teardown (os._exit): all of a large
+    standard output still arrives, and 0, 1 and 2 stay what they are."""
+    source = tmp_path / "many.jsonl"
+    source.write_text("[1, 2, 3]\n" * 20000)
+    proc = subprocess.run([sys.executable, "-m", "maskcli", "pad", str(source)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[1, 2, 3]\n" * 20000
+    proc = subprocess.run([sys.executable, "-m", "maskcli", "pad", str(tmp_path / "none.jsonl")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith("Error: ")
+    padded = tmp_path / "pre.jsonl"
+    padded.write_text("[0, 2, 3]\n[0, 0, 4]\n")  # padded at the front: a diagnostic fires
+    proc = subprocess.run([sys.executable, "-m", "maskcli", "inspect-mask", str(padded),
+                           "--strict"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "pre-padding-rnn" in proc.stderr
+
+
 def test_help_does_not_import_tensorflow():
     assert "Usage:" in invoke_without_keras(["--help"])
 
