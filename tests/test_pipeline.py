@@ -9,10 +9,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "keras_guide.jsonl"
-# Run each command in its own interpreter and report whether TensorFlow was loaded.
-WRAP = ("import sys, runpy; sys.argv = ['maskcli', *sys.argv[1:]]\n"
-        "try:\n    runpy.run_module('maskcli', run_name='__main__')\n"
-        "finally:\n    sys.stderr.write('\\nloaded=%s\\n' % ('tensorflow' in sys.modules))")
+# Run each command in its own interpreter and report whether TensorFlow was loaded, as the
+# program leaves: it ends with os._exit once its output is flushed, so the report goes there.
+WRAP = ("import os, sys, runpy; sys.argv = ['maskcli', *sys.argv[1:]]\n"
+        "leave = os._exit\n"
+        "def report(status):\n"
+        "    sys.stderr.write('\\nloaded=%s\\n' % ('tensorflow' in sys.modules))\n"
+        "    sys.stderr.flush()\n"
+        "    leave(status)\n"
+        "os._exit = report\n"
+        "runpy.run_module('maskcli', run_name='__main__')")
 
 
 def maskcli(*args):
