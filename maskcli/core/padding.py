@@ -188,7 +188,9 @@ def cast(chunk: Ragged, dtype: np.dtype) -> Ragged:
                 f"is not a whole number and the dtype is {dtype}: to keep fractions, "
                 "use the dtype float32 (--dtype float32)")
     info = np.iinfo(dtype)
-    if kind == "f" or not _within(values, info):  # min and max first: no per-value arrays
+    # a dtype that holds every value of the input's (int32 ids into int32) needs no look at
+    # them; else min and max first: no per-value arrays
+    if kind == "f" or not (np.can_cast(values.dtype, dtype) or _within(values, info)):
         wider = next((name for name in ("int64", "uint64")  # one that holds every value
                       if name != dtype and not _out_of_range(values, np.iinfo(name)).any()), None)
         _refuse(chunk, _out_of_range(values, info),
